@@ -1,0 +1,20 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""TräumerAI for Blender: dream music into pictures with StyleGAN2.
+
+Blender's side of the extension. It never imports torch: the engine
+(``traeumer_blender``) runs in a background worker process.
+"""
+
+from . import operators, panels, properties
+
+_modules = (properties, operators, panels)
+
+
+def register():
+    for module in _modules:
+        module.register()
+
+
+def unregister():
+    for module in reversed(_modules):
+        module.unregister()

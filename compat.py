@@ -1,0 +1,124 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Every Blender API difference between 4.2 and 5.x lives here; all bpy callers use it.
+
+- Sequencer: 4.2–4.3 have ``sequences``/``sequences_all``; 4.4–4.5 add ``strips``/``strips_all``
+  (``sequences`` deprecated); 5.0 has only ``strips``/``strips_all``.
+- Strip classes: ``SoundSequence``/``ImageSequence`` (≤ 4.3) vs ``SoundStrip``/``ImageStrip`` (4.4+);
+  ``strip.type`` ('SOUND', 'IMAGE') is the same everywhere, so we test that.
+- Animation: 4.4+ use slotted actions (F-curves live in a channelbag per slot); 5.0 removed
+  ``Action.fcurves``; 4.2–4.3 only have ``Action.fcurves``.
+"""
+
+from fractions import Fraction
+
+import bpy
+
+BLENDER_VERSION = bpy.app.version
+HAS_STRIPS_API = BLENDER_VERSION >= (4, 4, 0)
+HAS_SLOTTED_ACTIONS = BLENDER_VERSION >= (4, 4, 0)
+
+
+# --- Sequencer --------------------------------------------------------------------------------
+
+def top_level_strips(sequence_editor):
+    """The top-level strip collection (has ``new_sound``, ``new_image`` ...)."""
+    return sequence_editor.strips if HAS_STRIPS_API else sequence_editor.sequences
+
+
+def all_strips_attribute() -> str:
+    """Name of the collection of every strip, including those inside meta strips."""
+    return "strips_all" if HAS_STRIPS_API else "sequences_all"
+
+
+def all_strips(scene):
+    editor = scene.sequence_editor
+    if editor is None:
+        return []
+    return getattr(editor, all_strips_attribute())
+
+
+def is_sound_strip(strip) -> bool:
+    return strip is not None and strip.type == "SOUND"
+
+
+def active_strip(scene):
+    editor = scene.sequence_editor
+    return editor.active_strip if editor is not None else None
+
+
+def new_sound_strip(scene, name: str, filepath: str, channel: int, frame_start: int):
+    editor = scene.sequence_editor or scene.sequence_editor_create()
+    return top_level_strips(editor).new_sound(name, filepath, channel, frame_start)
+
+
+def new_image_strip(scene, name: str, first_file: str, channel: int, frame_start: int):
+    editor = scene.sequence_editor or scene.sequence_editor_create()
+    return top_level_strips(editor).new_image(name, first_file, channel, frame_start)
+
+
+# --- Time ---------------------------------------------------------------------------------------
+
+def scene_fps(scene) -> Fraction:
+    """The scene's exact frame rate: fps / fps_base, e.g. 30 / 1.001 → 30000/1001.
+
+    ``fps_base`` is stored as a float32, so it is snapped to the nearest ratio with a small
+    denominator (1.001 → 1001/1000) instead of carrying float noise into frame times.
+    """
+    base = Fraction(scene.render.fps_base).limit_denominator(10000)
+    return Fraction(scene.render.fps) / base
+
+
+# --- Animation ----------------------------------------------------------------------------------
+
+def ensure_action(id_data, action_name: str):
+    """The ID's action, created (with a slot on 4.4+) when missing."""
+    anim = id_data.animation_data or id_data.animation_data_create()
+    if anim.action is None:
+        anim.action = bpy.data.actions.new(action_name)
+    if HAS_SLOTTED_ACTIONS and anim.action_slot is None:
+        slot = anim.action.slots.new(id_type=id_data.id_type, name=id_data.name)
+        anim.action_slot = slot
+    return anim.action
+
+
+def action_fcurves(id_data, create: bool = False):
+    """The F-curve collection that animates ``id_data`` (``None`` when it has none)."""
+    anim = id_data.animation_data
+    if anim is None or anim.action is None:
+        return None
+    action = anim.action
+    if not HAS_SLOTTED_ACTIONS:
+        return action.fcurves
+    slot = anim.action_slot
+    if slot is None:
+        return None
+    if not action.layers:
+        if not create:
+            return None
+        layer = action.layers.new("Layer")
+        layer.strips.new(type="KEYFRAME")
+    strip = action.layers[0].strips[0]
+    channelbag = strip.channelbag(slot, ensure=create)
+    return channelbag.fcurves if channelbag is not None else None
+
+
+def ensure_fcurve(id_data, data_path: str, index: int = 0, group: str = "", action_name: str = ""):
+    """An F-curve for ``data_path[index]`` on ``id_data``, created with its group if needed."""
+    ensure_action(id_data, action_name or f"{id_data.name}Action")
+    fcurves = action_fcurves(id_data, create=True)
+    fcurve = fcurves.find(data_path, index=index)
+    if fcurve is None:
+        if HAS_SLOTTED_ACTIONS:
+            fcurve = fcurves.new(data_path, index=index)
+            if group:
+                _assign_group_slotted(id_data, fcurve, group)
+        else:
+            fcurve = fcurves.new(data_path, index=index, action_group=group)
+    return fcurve
+
+
+def _assign_group_slotted(id_data, fcurve, group_name: str) -> None:
+    anim = id_data.animation_data
+    channelbag = anim.action.layers[0].strips[0].channelbag(anim.action_slot)
+    group = channelbag.groups.get(group_name) or channelbag.groups.new(group_name)
+    fcurve.group = group
