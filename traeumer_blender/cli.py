@@ -1,0 +1,326 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Command line: ``python -m traeumer_blender generate|render|tags|inspect-model|demo|train-mapper``.
+
+Exit status 0 on success, 2 with one line on stderr for bad input (TraeumerError and usage
+errors), 1 with one line for an internal error (the traceback only with TRAEUMER_DEBUG=1),
+130 when interrupted. Progress goes to stderr, results to stdout.
+"""
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+import traceback
+import warnings
+from pathlib import Path
+
+from .errors import TraeumerError
+
+PROG = "python -m traeumer_blender"
+EXAMPLE_AUDIO = Path(__file__).resolve().parents[1] / "examples" / "hr-savino-ocean.ogg"
+# stages worth a progress line (short stages would only add noise before an early error)
+_SHOWN_STAGES = {"embed": "embedding music", "render": "rendering frames", "train": "training mapper"}
+
+
+class UsageError(Exception):
+    """A bad command line (argparse's error), reported like TraeumerError."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise UsageError(f"{self.prog}: {message} (see --help)")
+
+
+def _debug() -> bool:
+    return os.environ.get("TRAEUMER_DEBUG", "") not in ("", "0")
+
+
+def _one_line(text) -> str:
+    return " ".join(str(text).split())
+
+
+class ProgressPrinter:
+    """Progress events -> lines on stderr, at most one a second per stage (plus the last)."""
+
+    def __init__(self, stream=None, quiet=False, interval=1.0):
+        self.stream = stream or sys.stderr
+        self.quiet = quiet
+        self.interval = interval
+        self.last = {}
+
+    def __call__(self, event):
+        label = _SHOWN_STAGES.get(event.stage)
+        if self.quiet or label is None or event.total <= 0:
+            return
+        now = time.monotonic()
+        finished = event.done >= event.total
+        if not finished and now - self.last.get(event.stage, -1e9) < self.interval:
+            return
+        if event.done == 0 and event.stage in self.last:
+            return
+        self.last[event.stage] = now
+        percent = 100.0 * event.done / event.total
+        eta = "" if event.eta_seconds is None or finished else f", about {_duration(event.eta_seconds)} left"
+        print(f"{label}: {event.done}/{event.total} ({percent:.0f}%){eta}", file=self.stream, flush=True)
+
+
+def _duration(seconds) -> str:
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+# ----------------------------------------------------------------------------- commands
+
+def _add_generate_options(parser, audio_required=True):
+    if audio_required:
+        parser.add_argument("--audio", required=True, help="music file (WAV, FLAC, Ogg, MP3, ...)")
+        parser.add_argument("--out", required=True, help="folder for frame_000001.png ... and styles.npz")
+    parser.add_argument("--model", default="default",
+                        help="StyleGAN2 generator: 'default' (built in) or a checkpoint file")
+    parser.add_argument("--mapper", default=None,
+                        help="trained mapper .npz (default: zero-label mapping seeded by --seed)")
+    parser.add_argument("--encoder", default="default", help="music encoder name or weights file")
+    parser.add_argument("--fps", default="30", help="frame rate: 30, 29.97, 30000/1001, 23.976 ...")
+    parser.add_argument("--start", type=float, default=0.0, help="start of the excerpt (s)")
+    parser.add_argument("--duration", type=float, default=None, help="length of the excerpt (s; default: to the end)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the zero-label mapping")
+    parser.add_argument("--truncation", type=float, default=1.0, help="truncation psi (1 = none)")
+    parser.add_argument("--smoothing", default="3,2,0.3",
+                        help="moving-average windows in seconds for coarse,middle,fine layers")
+    parser.add_argument("--window", choices=("box", "triangular"), default="box",
+                        help="smoothing window shape")
+    parser.add_argument("--resolution", type=int, default=None,
+                        help="frame size in pixels (a power of two up to the generator's; preview)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
+    parser.add_argument("--precision", default="auto", help="auto, fp32, fp16, bf16")
+    parser.add_argument("--batch", type=int, default=None, help="frames per generator call")
+    parser.add_argument("--styles-only", action="store_true", help="write styles.npz, render no frames")
+    parser.add_argument("--quiet", action="store_true", help="no progress lines")
+
+
+def _settings_from(args, audio, out):
+    from .pipeline import GenerateSettings
+
+    return GenerateSettings(
+        audio=audio, out_dir=out, model=args.model, mapper=args.mapper, encoder=args.encoder,
+        fps=args.fps, start=args.start, duration=args.duration, seed=args.seed,
+        truncation=args.truncation, smoothing=args.smoothing, smoothing_kind=args.window,
+        resolution=args.resolution, device=args.device, precision=args.precision,
+        batch=args.batch, styles_only=args.styles_only)
+
+
+def _run_generate(settings, quiet):
+    from .pipeline import run_generate
+    from .timing import format_fps
+
+    result = run_generate(settings, progress=ProgressPrinter(quiet=quiet))
+    frames = ("no frames (styles only)" if settings.styles_only else
+              f"{result.frame_count} frames ({result.frames_rendered} rendered, {result.frames_reused} kept)")
+    print(f"{frames} at {format_fps(result.fps)} fps, {result.resolution} px, "
+          f"{result.duration:.2f} s of music from {result.start:g} s -> {result.out_dir} "
+          f"({result.seconds:.1f} s)")
+    return 0
+
+
+def cmd_generate(args):
+    return _run_generate(_settings_from(args, args.audio, args.out), args.quiet)
+
+
+def cmd_demo(args):
+    if not EXAMPLE_AUDIO.is_file():
+        raise TraeumerError(f"the bundled example is missing: {EXAMPLE_AUDIO}")
+    if args.duration is None:
+        args.duration = 20.0
+    return _run_generate(_settings_from(args, str(EXAMPLE_AUDIO), args.out), args.quiet)
+
+
+def _parse_frames(text, count):
+    """"1-10,25" (1-based file numbers, as in frame_000001.png) -> 0-based indices."""
+    indices = []
+    for part in text.split(","):
+        part = part.strip()
+        try:
+            if "-" in part:
+                first, last = (int(v) for v in part.split("-", 1))
+            else:
+                first = last = int(part)
+        except ValueError:
+            raise TraeumerError(f"frames must look like 1-10,25, not {text!r}") from None
+        if not 1 <= first <= last <= count:
+            raise TraeumerError(f"frame numbers must lie in 1..{count}, got {part}")
+        indices.extend(range(first - 1, last))
+    return sorted(set(indices))
+
+
+def cmd_render(args):
+    from .pipeline import load_styles, render_frames
+
+    styles = load_styles(args.styles)
+    indices = None if args.frames is None else _parse_frames(args.frames, styles.frame_count)
+    paths = render_frames(args.styles, indices, out_dir=args.out, model=args.model,
+                          device=args.device, precision=args.precision, batch=args.batch,
+                          progress=ProgressPrinter(quiet=args.quiet), only_missing=args.missing)
+    print(f"rendered {len(paths)} frames")
+    return 0
+
+
+def cmd_tags(args):
+    import numpy as np
+
+    from .audio import load_audio, probe_audio
+    from .pipeline import get_encoder
+
+    probe_audio(args.audio)
+    encoder = get_encoder(args.encoder, device="cpu" if args.device == "auto" else args.device)
+    audio = load_audio(args.audio, sample_rate=encoder.sample_rate)
+    probabilities = np.asarray(encoder.tag_windows(audio), dtype=np.float64)
+    if args.json:
+        json.dump({"tags": list(encoder.tag_names), "window_seconds": float(encoder.window_seconds),
+                   "probabilities": probabilities.tolist()}, sys.stdout)
+        sys.stdout.write("\n")
+        return 0
+    for index, row in enumerate(probabilities):
+        start = index * float(encoder.window_seconds)
+        best = np.argsort(-row, kind="stable")[:args.top]
+        tags = ", ".join(f"{encoder.tag_names[k]} {row[k]:.2f}" for k in best)
+        print(f"{_clock(start)}-{_clock(start + encoder.window_seconds)}  {tags}")
+    return 0
+
+
+def _clock(seconds) -> str:
+    minutes, seconds = divmod(float(seconds), 60.0)
+    return f"{int(minutes)}:{seconds:05.2f}"
+
+
+def cmd_inspect_model(args):
+    from .stylegan2 import inspect_checkpoint
+
+    path = args.file
+    if not os.path.isfile(path):
+        raise TraeumerError(f"model file not found: {path}")
+    info = dict(inspect_checkpoint(path))
+    if args.json:
+        json.dump(info, sys.stdout, default=str, sort_keys=True)
+        sys.stdout.write("\n")
+        return 0
+    c_dim = int(info.get("c_dim") or 0)
+    rows = [("format", info.get("format")), ("resolution", info.get("resolution")),
+            ("w layers (n_latent)", info.get("n_latent")), ("w_dim", info.get("w_dim")),
+            ("z_dim", info.get("z_dim")),
+            ("conditional", f"yes ({c_dim}-d label)" if c_dim else "no"),
+            ("mapping layers", info.get("mapping_layers"))]
+    shown = {"format", "resolution", "n_latent", "w_dim", "z_dim", "c_dim", "mapping_layers"}
+    rows += [(key, value) for key, value in sorted(info.items()) if key not in shown]
+    for key, value in rows:
+        print(f"{key}: {value}")
+    return 0
+
+
+def cmd_train_mapper(args):
+    from .mapping import train_from_pairs_file
+
+    result = train_from_pairs_file(args.pairs, args.out, model=args.model, encoder=args.encoder,
+                                   steps=args.steps, seed=args.seed, device=args.device,
+                                   progress=ProgressPrinter(quiet=args.quiet))
+    print(f"mapper written to {args.out}: {result['pairs']} windows, L1 {result['l1_before']:.4f} -> "
+          f"{result['l1_after']:.4f}")
+    return 0
+
+
+def cmd_worker(argv):
+    from . import worker
+
+    return worker.main(argv)
+
+
+def build_parser():
+    parser = _Parser(prog=PROG, description="TräumerAI for Blender: music -> StyleGAN2 frames.")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.required = True
+
+    generate = commands.add_parser("generate", help="render the frames of a piece of music")
+    _add_generate_options(generate)
+    generate.set_defaults(run=cmd_generate)
+
+    demo = commands.add_parser("demo", help="generate from the bundled example (20 s excerpt)")
+    demo.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")
+    _add_generate_options(demo, audio_required=False)
+    demo.set_defaults(run=cmd_demo)
+
+    render = commands.add_parser("render", help="render frames of a styles.npz again")
+    render.add_argument("--styles", required=True, help="styles.npz of an earlier generate")
+    render.add_argument("--frames", default=None, help="frame numbers, e.g. 1-10,25 (default: all)")
+    render.add_argument("--missing", action="store_true", help="only frames missing or damaged")
+    render.add_argument("--out", default=None, help="output folder (default: the styles' folder)")
+    render.add_argument("--model", default=None, help="generator file, if it was moved")
+    render.add_argument("--device", default="auto")
+    render.add_argument("--precision", default=None)
+    render.add_argument("--batch", type=int, default=None)
+    render.add_argument("--quiet", action="store_true")
+    render.set_defaults(run=cmd_render)
+
+    tags = commands.add_parser("tags", help="MagnaTagATune tags of the music, window by window")
+    tags.add_argument("--audio", required=True)
+    tags.add_argument("--encoder", default="default")
+    tags.add_argument("--device", default="auto")
+    tags.add_argument("--top", type=int, default=5, help="tags shown per window")
+    tags.add_argument("--json", action="store_true",
+                      help='all probabilities: {"tags", "window_seconds", "probabilities"}')
+    tags.set_defaults(run=cmd_tags)
+
+    inspect = commands.add_parser("inspect-model", help="describe a StyleGAN2 checkpoint")
+    inspect.add_argument("file")
+    inspect.add_argument("--json", action="store_true")
+    inspect.set_defaults(run=cmd_inspect_model)
+
+    train = commands.add_parser("train-mapper", help="train the Eq. 1 mapper from labelled clips")
+    train.add_argument("--pairs", required=True, help="JSON file of labelled clips (see README)")
+    train.add_argument("--out", required=True, help="mapper file to write (.npz)")
+    train.add_argument("--model", default="default")
+    train.add_argument("--encoder", default="default")
+    train.add_argument("--steps", type=int, default=30000)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--device", default="auto")
+    train.add_argument("--quiet", action="store_true")
+    train.set_defaults(run=cmd_train_mapper)
+
+    commands.add_parser("worker", help="background worker of the Blender extension (JSON lines)",
+                        add_help=False)
+    return parser
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not _debug():
+        warnings.simplefilter("ignore")
+        logging.basicConfig(level=logging.ERROR, format="%(message)s")
+    try:
+        if argv[:1] == ["worker"]:
+            return cmd_worker(argv[1:])
+        args = build_parser().parse_args(argv)
+        return int(args.run(args) or 0)
+    except (TraeumerError, UsageError) as error:
+        print(f"error: {_one_line(error)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted (frames written so far are complete; run again to resume)", file=sys.stderr)
+        return 130
+    except Exception as error:  # a bug, not bad input
+        from .pipeline import Cancelled
+
+        if isinstance(error, Cancelled):
+            print("cancelled", file=sys.stderr)
+            return 130
+        if _debug():
+            traceback.print_exc()
+        print(f"internal error: {type(error).__name__}: {_one_line(error)} "
+              "(set TRAEUMER_DEBUG=1 for the traceback)", file=sys.stderr)
+        return 1

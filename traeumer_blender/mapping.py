@@ -1,0 +1,370 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Music embedding -> StyleGAN w, the paper's Eq. 1:  w = 2·σ·tanh(W·x + b) + μ.
+
+μ, σ are the per-dimension mean and standard deviation of the generator's w (``G.w_stats()``),
+so every output stays inside the range the generator was trained on.
+``x`` is the standardised embedding, ``(e - m) / s``. A *trained* mapper keeps m, s of its
+training embeddings (an affine change of variables: the form of Eq. 1 is unchanged). The
+*zero-label* mapper (no training pairs) uses the statistics of the song being rendered itself
+(all its frames), so every song uses the whole style range, and a seeded random orthogonal W.
+
+Mapper files are ``.npz`` (loaded with ``allow_pickle=False``) and record the ``source_id`` of the
+encoder and of the generator they were made for; using one with another pair is refused.
+"""
+
+import io
+import json
+import os
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import TraeumerError
+
+FORMAT = "traeumer-mapper-1"
+KIND_TRAINED = "trained"
+KIND_ZERO_LABEL = "zero-label"
+# Standardising a dimension that barely moves would blow noise up to full scale: dimensions whose
+# spread is below this fraction of the typical (median) spread are scaled as if they had it.
+_MIN_RELATIVE_SCALE = 0.05
+
+
+def standardisation(embeddings: np.ndarray):
+    """(mean, scale) per dimension for ``(e - mean) / scale``; never divides by ~0."""
+    embeddings = np.asarray(embeddings, dtype=np.float64)
+    mean = embeddings.mean(axis=0)
+    spread = embeddings.std(axis=0)
+    typical = float(np.median(spread)) if spread.size else 0.0
+    floor = max(typical * _MIN_RELATIVE_SCALE, 1e-6)
+    return mean, np.maximum(spread, floor)
+
+
+def random_orthogonal(rows: int, cols: int, seed: int) -> np.ndarray:
+    """A seeded [rows, cols] matrix with orthonormal rows (rows <= cols) or columns."""
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed) & 0xFFFFFFFF, 0x7261554D]))
+    gaussian = rng.standard_normal((max(rows, cols), min(rows, cols)))
+    q, r = np.linalg.qr(gaussian)
+    q = q * np.sign(np.diag(r))  # unique Q: makes the result a function of the seed only
+    return q if rows >= cols else q.T
+
+
+@dataclass
+class Mapper:
+    """Eq. 1 with its input standardisation. Arrays are float64 numpy."""
+
+    weight: np.ndarray            # [w_dim, embedding_dim]
+    bias: np.ndarray              # [w_dim]
+    w_mean: np.ndarray            # μ [w_dim]
+    w_std: np.ndarray             # σ [w_dim]
+    input_mean: np.ndarray = None   # [embedding_dim]; None: statistics of the song itself
+    input_scale: np.ndarray = None
+    kind: str = KIND_TRAINED
+    encoder_source_id: str = ""
+    generator_source_id: str = ""
+    seed: int = 0
+    info: dict = field(default_factory=dict)
+
+    @property
+    def embedding_dim(self) -> int:
+        return int(self.weight.shape[1])
+
+    @property
+    def w_dim(self) -> int:
+        return int(self.weight.shape[0])
+
+    def standardise(self, embeddings: np.ndarray) -> np.ndarray:
+        embeddings = np.asarray(embeddings, dtype=np.float64)
+        if embeddings.ndim != 2 or embeddings.shape[1] != self.embedding_dim:
+            raise TraeumerError(
+                f"mapper expects {self.embedding_dim}-d embeddings, got shape {embeddings.shape}"
+            )
+        if self.input_mean is None:
+            mean, scale = standardisation(embeddings)
+        else:
+            mean, scale = self.input_mean, self.input_scale
+        return (embeddings - mean) / scale
+
+    def map(self, embeddings: np.ndarray) -> np.ndarray:
+        """[N, embedding_dim] -> one w per row [N, w_dim] (float32)."""
+        x = self.standardise(embeddings)
+        w = 2.0 * self.w_std * np.tanh(x @ self.weight.T + self.bias) + self.w_mean
+        return w.astype(np.float32)
+
+    def check_compatible(self, encoder_source_id: str, generator_source_id: str, name="mapper"):
+        """Refuse a mapper made for another encoder or generator (one clear line); None skips."""
+        problems = []
+        if (encoder_source_id is not None and self.encoder_source_id
+                and self.encoder_source_id != encoder_source_id):
+            problems.append(f"encoder {self.encoder_source_id} (this job: {encoder_source_id})")
+        if (generator_source_id is not None and self.generator_source_id
+                and self.generator_source_id != generator_source_id):
+            problems.append(f"generator {self.generator_source_id} (this job: {generator_source_id})")
+        if problems:
+            raise TraeumerError(
+                f"{name} was made for {' and '.join(problems)}; train a mapper for this pair or "
+                "leave the mapper out"
+            )
+
+    def save(self, path) -> None:
+        """Write the mapper as .npz (atomically)."""
+        from .png import write_atomic  # the shared atomic writer
+
+        arrays = {
+            "format": np.array(FORMAT),
+            "kind": np.array(self.kind),
+            "weight": self.weight.astype(np.float64),
+            "bias": self.bias.astype(np.float64),
+            "w_mean": self.w_mean.astype(np.float64),
+            "w_std": self.w_std.astype(np.float64),
+            "input_mean": np.zeros(0) if self.input_mean is None else self.input_mean,
+            "input_scale": np.zeros(0) if self.input_scale is None else self.input_scale,
+            "encoder_source_id": np.array(self.encoder_source_id),
+            "generator_source_id": np.array(self.generator_source_id),
+            "seed": np.array(int(self.seed)),
+            "info_json": np.array(json.dumps(self.info, sort_keys=True)),
+        }
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        write_atomic(path, buffer.getvalue())
+
+    @classmethod
+    def load(cls, path) -> "Mapper":
+        path = os.fspath(path)
+        if not os.path.isfile(path):
+            raise TraeumerError(f"mapper file not found: {path}")
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                if "format" not in data.files or str(data["format"]) != FORMAT:
+                    raise ValueError("format")
+                input_mean = data["input_mean"]
+                mapper = cls(
+                    weight=data["weight"].astype(np.float64),
+                    bias=data["bias"].astype(np.float64),
+                    w_mean=data["w_mean"].astype(np.float64),
+                    w_std=data["w_std"].astype(np.float64),
+                    input_mean=input_mean.astype(np.float64) if input_mean.size else None,
+                    input_scale=data["input_scale"].astype(np.float64) if input_mean.size else None,
+                    kind=str(data["kind"]),
+                    encoder_source_id=str(data["encoder_source_id"]),
+                    generator_source_id=str(data["generator_source_id"]),
+                    seed=int(data["seed"]),
+                    info=json.loads(str(data["info_json"])),
+                )
+        except TraeumerError:
+            raise
+        except Exception:
+            raise TraeumerError(f"{path} is not a TräumerAI mapper file") from None
+        w_dim, embedding_dim = mapper.weight.shape
+        shapes_ok = (mapper.bias.shape == (w_dim,) and mapper.w_mean.shape == (w_dim,)
+                     and mapper.w_std.shape == (w_dim,)
+                     and (mapper.input_mean is None or
+                          (mapper.input_mean.shape == (embedding_dim,)
+                           and mapper.input_scale.shape == (embedding_dim,))))
+        if not shapes_ok:
+            raise TraeumerError(f"{path} is a damaged mapper file (inconsistent shapes)")
+        return mapper
+
+
+def zero_label_mapper(embedding_dim: int, w_mean, w_std, seed: int = 0,
+                      encoder_source_id: str = "", generator_source_id: str = "") -> Mapper:
+    """Eq. 1 without training: seeded orthogonal W, b = 0, song statistics for the input.
+
+    With standardised inputs and orthonormal rows each pre-activation has about unit variance,
+    so tanh stays in its responsive range and w spans roughly μ ± 2σ.
+    """
+    w_mean = np.asarray(w_mean, dtype=np.float64)
+    w_std = np.asarray(w_std, dtype=np.float64)
+    weight = random_orthogonal(w_mean.shape[0], int(embedding_dim), seed)
+    if weight.shape[0] > weight.shape[1]:
+        # more outputs than inputs: orthonormal columns have unit norm only in total; rescale rows
+        weight = weight * np.sqrt(weight.shape[0] / weight.shape[1])
+    return Mapper(weight=weight, bias=np.zeros(w_mean.shape[0]), w_mean=w_mean, w_std=w_std,
+                  kind=KIND_ZERO_LABEL, encoder_source_id=encoder_source_id,
+                  generator_source_id=generator_source_id, seed=int(seed))
+
+
+def clip_window_centres(clip_seconds: float, window_seconds: float, hop_seconds: float = 2.0):
+    """Centres of the training windows of one clip: starts 0, hop, 2·hop, ... that fit inside.
+
+    A 10 s clip with 3.69 s windows gives 4 windows (starts 0, 2, 4, 6), as in the paper's code.
+    A clip shorter than one window gives one window centred on the clip.
+    """
+    starts = []
+    start = 0.0
+    while start + window_seconds <= clip_seconds + 1e-9:
+        starts.append(start)
+        start += hop_seconds
+    if not starts:
+        return np.array([clip_seconds / 2.0])
+    return np.asarray(starts, dtype=np.float64) + window_seconds / 2.0
+
+
+def train_mapper(embeddings, targets, w_mean, w_std, steps: int = 30000, lr: float = 1e-4,
+                 weight_decay: float = 1e-6, seed: int = 0, encoder_source_id: str = "",
+                 generator_source_id: str = "", progress=None, cancel=None):
+    """Fit Eq. 1 to (embedding, w) pairs with full-batch Adam on the L1 loss.
+
+    Returns (mapper, losses) where losses[k] is the mean absolute error before step k and the
+    last entry the error after training.
+    """
+    import torch
+
+    embeddings = np.asarray(embeddings, dtype=np.float64)
+    targets = np.asarray(targets, dtype=np.float64)
+    if embeddings.ndim != 2 or targets.ndim != 2 or len(embeddings) != len(targets):
+        raise TraeumerError("training needs as many target ws as embeddings")
+    if len(embeddings) == 0:
+        raise TraeumerError("training needs at least one labelled clip")
+    if int(steps) < 1:
+        raise TraeumerError("training needs at least one step")
+    input_mean, input_scale = standardisation(embeddings)
+    w_mean = np.asarray(w_mean, dtype=np.float64)
+    w_std = np.asarray(w_std, dtype=np.float64)
+    if targets.shape[1] != w_mean.shape[0]:
+        raise TraeumerError(f"target ws have {targets.shape[1]} dimensions, the generator {w_mean.shape[0]}")
+
+    generator = torch.Generator().manual_seed(int(seed))
+    x = torch.from_numpy((embeddings - input_mean) / input_scale).float()
+    y = torch.from_numpy(targets).float()
+    mu = torch.from_numpy(w_mean).float()
+    sigma = torch.from_numpy(w_std).float()
+    bound = 1.0 / np.sqrt(x.shape[1])  # torch.nn.Linear's default initialisation range
+    weight = ((torch.rand(y.shape[1], x.shape[1], generator=generator) * 2 - 1) * bound).requires_grad_()
+    bias = ((torch.rand(y.shape[1], generator=generator) * 2 - 1) * bound).requires_grad_()
+    optimiser = torch.optim.Adam([weight, bias], lr=lr, weight_decay=weight_decay)
+    losses = []
+    started = time.monotonic()
+    for step in range(int(steps)):
+        optimiser.zero_grad()
+        prediction = 2 * sigma * torch.tanh(x @ weight.T + bias) + mu
+        loss = (prediction - y).abs().mean()
+        loss.backward()
+        optimiser.step()
+        losses.append(float(loss.detach()))
+        if (step + 1) % 200 == 0 or step + 1 == steps:
+            if cancel is not None and _is_cancelled(cancel):
+                from .pipeline import Cancelled
+                raise Cancelled("training cancelled")
+            if progress is not None:
+                elapsed = time.monotonic() - started
+                eta = elapsed / (step + 1) * (steps - step - 1)
+                progress(_event("train", step + 1, int(steps), eta))
+    with torch.no_grad():
+        prediction = 2 * sigma * torch.tanh(x @ weight.T + bias) + mu
+        losses.append(float((prediction - y).abs().mean()))
+    mapper = Mapper(weight=weight.detach().double().numpy(), bias=bias.detach().double().numpy(),
+                    w_mean=w_mean, w_std=w_std, input_mean=input_mean, input_scale=input_scale,
+                    kind=KIND_TRAINED, encoder_source_id=encoder_source_id,
+                    generator_source_id=generator_source_id, seed=int(seed),
+                    info={"steps": int(steps), "lr": lr, "weight_decay": weight_decay,
+                          "pairs": int(len(embeddings)), "final_l1": losses[-1]})
+    return mapper, losses
+
+
+def _is_cancelled(cancel) -> bool:
+    if hasattr(cancel, "is_set"):
+        return bool(cancel.is_set())
+    return bool(cancel())
+
+
+def _event(stage, done, total, eta):
+    from .pipeline import Progress
+    return Progress(stage, done, total, eta)
+
+
+# ----------------------------------------------------------------------------- labelled clips
+
+def target_w_for_seed(generator, seed: int, truncation: float = 1.0) -> np.ndarray:
+    """The w of the image the generator makes from z = seeded standard normal (layer 0)."""
+    import torch
+
+    z_dim = int(getattr(generator, "z_dim", 0) or generator.w_dim)
+    z = torch.randn(1, z_dim, generator=torch.Generator().manual_seed(int(seed)))
+    with torch.no_grad():
+        ws = generator.mapping(z.to(generator.device))
+        if float(truncation) != 1.0:
+            ws = generator.truncate(ws, float(truncation))
+    ws = ws.detach().cpu().numpy() if hasattr(ws, "detach") else np.asarray(ws)
+    return np.asarray(ws, dtype=np.float64)[0, 0]
+
+
+def read_pairs_file(path):
+    """Labelled clips from JSON: {"pairs": [{"audio", "start", "duration", one of "seed" / "w" /
+    "w_file", optional "truncation"}]}; relative paths are relative to the JSON file."""
+    path = os.fspath(path)
+    try:
+        with open(path, encoding="utf-8") as stream:
+            document = json.load(stream)
+    except FileNotFoundError:
+        raise TraeumerError(f"pairs file not found: {path}") from None
+    except (OSError, ValueError, UnicodeDecodeError) as error:
+        raise TraeumerError(f"pairs file {path} is not readable JSON ({type(error).__name__})") from None
+    pairs = document.get("pairs") if isinstance(document, dict) else document
+    if not isinstance(pairs, list) or not pairs:
+        raise TraeumerError(f"pairs file {path} has no list of pairs")
+    folder = os.path.dirname(os.path.abspath(path))
+    clips = []
+    for number, pair in enumerate(pairs, 1):
+        if not isinstance(pair, dict) or "audio" not in pair:
+            raise TraeumerError(f"pair {number} in {path} has no \"audio\"")
+        label_keys = [key for key in ("seed", "w", "w_file") if key in pair]
+        if len(label_keys) != 1:
+            raise TraeumerError(f"pair {number} in {path} needs exactly one of seed, w, w_file")
+        clip = dict(pair)
+        clip["audio"] = os.path.join(folder, pair["audio"])
+        if "w_file" in pair:
+            clip["w_file"] = os.path.join(folder, pair["w_file"])
+        clips.append(clip)
+    return clips
+
+
+def clip_embeddings(encoder, audio_path, start=0.0, duration=None, hop_seconds=2.0):
+    """Embeddings of one labelled clip: windows every ``hop_seconds`` (paper: 2 s)."""
+    from .audio import load_audio, probe_audio
+
+    info = probe_audio(audio_path)
+    if duration is None:
+        duration = max(info.duration - float(start), 0.0)
+    audio = load_audio(audio_path, sample_rate=encoder.sample_rate, start=float(start), duration=float(duration))
+    seconds = len(audio) / float(encoder.sample_rate)
+    if seconds <= 0:
+        raise TraeumerError(f"clip {audio_path} from {start} s is empty")
+    centres = clip_window_centres(seconds, float(encoder.window_seconds), hop_seconds)
+    return np.asarray(encoder.embed_frames(audio, centres), dtype=np.float64)
+
+
+def train_from_pairs_file(pairs_path, out_path, model="default", encoder="default", steps=30000,
+                          seed=0, device="auto", progress=None, cancel=None):
+    """Embed every labelled clip, fit Eq. 1, write the mapper. Returns a summary dict."""
+    from .pipeline import get_encoder, get_generator
+
+    clips = read_pairs_file(pairs_path)
+    generator = get_generator(model, device=device)
+    music_encoder = get_encoder(encoder, device="cpu" if device == "auto" else device)
+    embeddings, targets = [], []
+    for clip in clips:
+        windows = clip_embeddings(music_encoder, clip["audio"], clip.get("start", 0.0), clip.get("duration"))
+        if "seed" in clip:
+            target = target_w_for_seed(generator, clip["seed"], clip.get("truncation", 1.0))
+        elif "w" in clip:
+            target = np.asarray(clip["w"], dtype=np.float64)
+        else:
+            try:
+                target = np.load(clip["w_file"], allow_pickle=False)
+            except (OSError, ValueError) as error:
+                raise TraeumerError(f"cannot read w file {clip['w_file']} ({type(error).__name__})") from None
+            target = np.asarray(target, dtype=np.float64).reshape(-1, generator.w_dim)[0]
+        if target.shape != (generator.w_dim,):
+            raise TraeumerError(f"target w of {clip['audio']} has shape {target.shape}, "
+                                f"the generator needs ({generator.w_dim},)")
+        embeddings.append(windows)
+        targets.append(np.repeat(target[None], len(windows), axis=0))
+    mu, sigma = generator.w_stats()
+    mapper, losses = train_mapper(np.concatenate(embeddings), np.concatenate(targets), mu, sigma,
+                                  steps=steps, seed=seed, encoder_source_id=music_encoder.source_id,
+                                  generator_source_id=generator.source_id, progress=progress,
+                                  cancel=cancel)
+    mapper.save(out_path)
+    return {"pairs": int(sum(len(e) for e in embeddings)), "clips": len(clips),
+            "l1_before": losses[0], "l1_after": losses[-1]}
