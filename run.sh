@@ -69,7 +69,7 @@ case "$cmd" in
         ;;
     demo)
         setup
-        .venv/bin/python -m traeumer_blender demo "$@" ;;
+        .venv/bin/python -m traeumer_blender demo --out demo_out "$@" ;;
     *)
         echo "usage: ./run.sh demo|test [args]" >&2; exit 2 ;;
 esac
