@@ -122,3 +122,71 @@ def _assign_group_slotted(id_data, fcurve, group_name: str) -> None:
     channelbag = anim.action.layers[0].strips[0].channelbag(anim.action_slot)
     group = channelbag.groups.get(group_name) or channelbag.groups.new(group_name)
     fcurve.group = group
+
+
+def find_fcurve(id_data, data_path: str, index: int = 0):
+    fcurves = action_fcurves(id_data)
+    return fcurves.find(data_path, index=index) if fcurves is not None else None
+
+
+def remove_fcurves(id_data, data_path_prefix: str) -> int:
+    """Remove every F-curve of ``id_data`` whose data path starts with the prefix."""
+    fcurves = action_fcurves(id_data)
+    if fcurves is None:
+        return 0
+    doomed = [fcurve for fcurve in fcurves if fcurve.data_path.startswith(data_path_prefix)]
+    for fcurve in doomed:
+        fcurves.remove(fcurve)
+    return len(doomed)
+
+
+def set_keys_linear(fcurve, frames, values) -> None:
+    """Replace the F-curve's keys in one bulk call (FACTS §4), linear interpolation."""
+    points = fcurve.keyframe_points
+    if len(points):
+        points.clear()
+    count = len(frames)
+    points.add(count)
+    coordinates = [0.0] * (2 * count)
+    coordinates[0::2] = [float(f) for f in frames]
+    coordinates[1::2] = [float(v) for v in values]
+    points.foreach_set("co", coordinates)
+    # enum value of 'LINEAR' in Keyframe.interpolation (CONSTANT, LINEAR, BEZIER, ...)
+    points.foreach_set("interpolation", [1] * count)
+    fcurve.update()
+
+
+# --- Sound, images, materials, rendering ------------------------------------------------------
+
+def sound_offset_seconds(strip) -> float:
+    """Extra offset of the sound inside its strip (``sound_offset``, 3.3+; 0 when absent)."""
+    return float(getattr(strip, "sound_offset", 0.0) or 0.0)
+
+
+def invalidate_strip(strip) -> None:
+    """Make the Sequencer read the strip's files again (new or re-rendered frames)."""
+    try:
+        strip.invalidate_cache("RAW")
+    except (AttributeError, TypeError, RuntimeError):
+        pass
+
+
+def material_node_tree(material):
+    """The material's node tree; 5.x always has one (``use_nodes`` is deprecated there)."""
+    if material.node_tree is None or (BLENDER_VERSION < (5, 0, 0) and not material.use_nodes):
+        material.use_nodes = True
+    return material.node_tree
+
+
+def set_video_output(scene, filepath: str) -> None:
+    """MP4 (H.264 + AAC) output; 5.0 needs ``media_type = 'VIDEO'`` before FFMPEG can be chosen."""
+    settings = scene.render.image_settings
+    if hasattr(settings, "media_type"):
+        settings.media_type = "VIDEO"
+    settings.file_format = "FFMPEG"
+    ffmpeg = scene.render.ffmpeg
+    ffmpeg.format = "MPEG4"
+    ffmpeg.codec = "H264"
+    ffmpeg.audio_codec = "AAC"
+    ffmpeg.audio_bitrate = 192
+    scene.render.filepath = filepath

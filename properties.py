@@ -2,7 +2,60 @@
 """Settings stored on the scene as ``scene.traeumer`` (saved with the .blend)."""
 
 import bpy
-from bpy.props import EnumProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
+from bpy.props import (CollectionProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty,
+                       StringProperty)
+
+GROUP_NAMES = ("coarse", "middle", "fine")
+COMPONENTS = 4
+
+
+class TRAEUMER_PG_track(bpy.types.PropertyGroup):
+    """A track generated in this file: where its frames and styles are, and its style curves.
+
+    ``name`` is the sound strip's name when it was generated. The style curves
+    (``coarse_pc1`` ... ``fine_intensity``) are animated by F-curves on the scene's action.
+    """
+
+    sound_strip: StringProperty(name="Sound Strip", description="Sound strip the track was generated from")
+    image_strip: StringProperty(name="Image Strip", description="Image strip that shows the frames")
+    image_name: StringProperty(name="Image", description="Image datablock (image sequence) of the frames")
+    material_name: StringProperty(name="Material", description="Material that shows the frames")
+    action_name: StringProperty(name="Action", description="Action holding the style curves")
+    output_dir: StringProperty(name="Folder", description="Folder of the frames (relative to the .blend when saved)",
+                               subtype="DIR_PATH")
+    styles_path: StringProperty(name="Styles", description="styles.npz of the track", subtype="FILE_PATH")
+    frame_start: IntProperty(name="Start", description="Scene frame of the first generated frame")
+    frame_count: IntProperty(name="Frames", description="Number of generated frames", min=0)
+    resolution: IntProperty(name="Resolution", description="Frame size in pixels", min=0)
+    state: EnumProperty(
+        name="State",
+        items=[("NEW", "New", ""), ("RUNNING", "Running", ""), ("DONE", "Done", ""),
+               ("CANCELLED", "Cancelled", ""), ("FAILED", "Failed", "")],
+        default="NEW",
+    )
+    message: StringProperty(name="Message", description="Last report of the track's job")
+
+
+def _add_curve_properties(cls):
+    """The animatable style properties, named so the Graph Editor says what they are."""
+    for group in GROUP_NAMES:
+        for k in range(1, COMPONENTS + 1):
+            cls.__annotations__[f"{group}_pc{k}"] = FloatProperty(
+                name=f"{group.title()} PC {k}",
+                description=(f"Principal component {k} of the {group} layers' style "
+                             f"(in standard deviations of the generated track)"),
+                default=0.0, soft_min=-5.0, soft_max=5.0, options={"ANIMATABLE"})
+    cls.__annotations__["truncation"] = FloatProperty(
+        name="Truncation", description="Pull styles toward the average style (1 = as generated with ψ=1)",
+        default=1.0, soft_min=0.0, soft_max=2.0, options={"ANIMATABLE"})
+    for group in GROUP_NAMES:
+        cls.__annotations__[f"{group}_intensity"] = FloatProperty(
+            name=f"{group.title()} Intensity",
+            description=f"Scale of the {group} layers' style around the average style (1 = as generated)",
+            default=1.0, soft_min=0.0, soft_max=2.0, options={"ANIMATABLE"})
+
+
+_add_curve_properties(TRAEUMER_PG_track)
 
 
 class TRAEUMER_PG_settings(bpy.types.PropertyGroup):
@@ -61,9 +114,12 @@ class TRAEUMER_PG_settings(bpy.types.PropertyGroup):
         ],
         default="auto",
     )
+    tracks: CollectionProperty(type=TRAEUMER_PG_track, name="Tracks",
+                               description="Tracks generated in this file")
+    active_track_index: IntProperty(name="Active Track", default=0, min=0)
 
 
-classes = (TRAEUMER_PG_settings,)
+classes = (TRAEUMER_PG_track, TRAEUMER_PG_settings)
 
 
 def register():

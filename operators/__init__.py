@@ -3,9 +3,9 @@
 
 import bpy
 
-from . import strip
+from . import generate, strip
 
-classes = strip.classes
+classes = strip.classes + generate.classes
 
 
 def register():

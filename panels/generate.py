@@ -5,7 +5,7 @@ import os
 
 import bpy
 
-from .. import compat
+from .. import compat, jobs
 from ..timeline import format_fps, sound_strip_span, target_sound_strip
 
 
@@ -33,13 +33,69 @@ class TRAEUMER_PT_generate(bpy.types.Panel):
         box = layout.box()
         if strip is None:
             box.label(text="No sound strip: add one or make it active", icon="INFO")
-            return
-        span = sound_strip_span(scene, strip)
-        column = box.column(align=True)
-        column.label(text=span.name, icon="SOUND")
-        column.label(text=os.path.basename(span.filepath) or "(no file)", icon="FILE_SOUND")
-        column.label(text=f"Frames {span.frame_start}–{span.frame_end - 1} ({span.frame_count})")
-        column.label(text=f"{float(span.duration_seconds):.3f} s at {format_fps(span.fps)}")
+        else:
+            span = sound_strip_span(scene, strip)
+            column = box.column(align=True)
+            column.label(text=span.name, icon="SOUND")
+            column.label(text=os.path.basename(span.filepath) or "(no file)", icon="FILE_SOUND")
+            column.label(text=f"Frames {span.frame_start}–{span.frame_end - 1} ({span.frame_count})")
+            column.label(text=f"{float(span.duration_seconds):.3f} s at {format_fps(span.fps)}")
+
+        column = layout.column()
+        column.use_property_split = True
+        column.use_property_decorate = False
+        column.prop(settings, "model_path", text="Model")
+        if not settings.model_path:
+            column.label(text="Built-in generator", icon="BLANK1")
+        column.prop(settings, "mapper_path", text="Mapping")
+        column.prop(settings, "output_dir", text="Output")
+        if not settings.output_dir:
+            name = strip.name if strip is not None else "<strip name>"
+            column.label(text=f"//traeumer/{name}/", icon="FILE_FOLDER")
+        column.prop(settings, "size")
+        smoothing = column.column(align=True, heading="Smoothing")
+        smoothing.prop(settings, "smoothing_coarse")
+        smoothing.prop(settings, "smoothing_middle")
+        smoothing.prop(settings, "smoothing_fine")
+        column.prop(settings, "truncation")
+        column.prop(settings, "seed")
+        column.prop(settings, "device")
+
+        job = jobs.active_job()
+        if job is not None and not job.finished:
+            row = layout.row(align=True)
+            row.progress(factor=job.progress_factor, type="BAR", text=job.status_text())
+            row.operator("traeumer.cancel", text="", icon="CANCEL")
+        else:
+            row = layout.row()
+            row.scale_y = 1.4
+            row.enabled = strip is not None
+            row.operator("traeumer.generate", icon="PLAY")
+            if job is not None and job.state == "FAILED":
+                layout.label(text=job.message[:120], icon="ERROR")
+
+        if len(settings.tracks):
+            layout.label(text="Tracks in this file")
+            layout.template_list("TRAEUMER_UL_tracks", "", settings, "tracks", settings, "active_track_index", rows=2)
+            track = jobs.active_track(scene)
+            if track is not None:
+                info = layout.column(align=True)
+                info.label(text=f"{track.frame_count} frames from {track.frame_start}", icon="IMAGE_DATA")
+                if track.action_name:
+                    info.label(text=f"Curves: action '{track.action_name}'", icon="ACTION")
+                info.label(text=track.output_dir, icon="FILE_FOLDER")
+                if track.message:
+                    info.label(text=track.message[:120])
+                row = layout.row()
+                row.enabled = job is None or job.finished
+                row.operator("traeumer.update_frames", icon="FILE_REFRESH").track = track.name
 
 
-classes = (TRAEUMER_PT_generate,)
+class TRAEUMER_UL_tracks(bpy.types.UIList):
+    def draw_item(self, context, layout, data, item, icon, active_data, active_property, index=0, flt_flag=0):
+        icons = {"DONE": "CHECKMARK", "RUNNING": "TIME", "FAILED": "ERROR", "CANCELLED": "CANCEL"}
+        layout.label(text=item.name, icon=icons.get(item.state, "SEQUENCE"))
+        layout.label(text=f"{item.frame_count} fr")
+
+
+classes = (TRAEUMER_UL_tracks, TRAEUMER_PT_generate)

@@ -1,0 +1,89 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Style curves of a track on the timeline (see ``traeumer_blender/style_edit.py`` for the idea).
+
+Keys live on the scene's action as F-curves of ``traeumer.tracks["<name>"].<curve>``, grouped
+per track ("TräumerAI <name>"), so the Graph Editor lists them as "Coarse PC 1 (<name>)" ...
+Each principal-component curve is reduced to the keys that keep linear interpolation within
+``style_edit.KEY_TOLERANCE`` standard deviations of the exact per-frame value.
+"""
+
+import os
+
+import bpy
+import numpy as np
+
+from . import compat
+from .traeumer_blender import style_edit
+
+
+def track_data_path(track_name: str) -> str:
+    return f'traeumer.tracks["{bpy.utils.escape_identifier(track_name)}"]'
+
+
+def curve_group_name(track_name: str) -> str:
+    return f"TräumerAI {track_name}"
+
+
+def read_styles(styles_path: str) -> dict:
+    with np.load(styles_path, allow_pickle=False) as data:
+        return {"group_ws": np.asarray(data["group_ws"], dtype=np.float64),
+                "layer_group": np.asarray(data["layer_group"]),
+                "truncation": float(data["truncation"])}
+
+
+def write_track_curves(scene, track, styles_path: str) -> dict:
+    """Key the track's style curves from its styles.npz and store their baseline in curves.npz."""
+    styles = read_styles(styles_path)
+    group_ws = styles["group_ws"]
+    groups = style_edit.used_groups(styles["layer_group"])
+    names = style_edit.curve_names(groups)
+    values, mean, basis = style_edit.curve_values(group_ws, styles["truncation"], groups)
+    count = group_ws.shape[0]
+    frames = track.frame_start + np.arange(count)
+    base_path = track_data_path(track.name)
+    compat.remove_fcurves(scene, base_path + ".")
+    action_name = track.action_name or f"{scene.name} TräumerAI"
+    fcurves = []
+    keys = 0
+    for column, name in enumerate(names):
+        fcurve = compat.ensure_fcurve(scene, f"{base_path}.{name}", group=curve_group_name(track.name),
+                                      action_name=action_name)
+        keep = style_edit.reduce_keys(values[:, column])
+        compat.set_keys_linear(fcurve, frames[keep], values[keep, column])
+        keys += len(keep)
+        fcurves.append(fcurve)
+    track.action_name = scene.animation_data.action.name
+    baseline = evaluate(fcurves, frames)
+    style_edit.save_curves(style_edit.curves_path(os.path.dirname(styles_path)), names, groups,
+                           track.frame_start, baseline, baseline, mean, basis, styles["truncation"])
+    return {"curves": len(names), "keys": keys, "frames": count}
+
+
+def evaluate(fcurves, frames) -> np.ndarray:
+    """Values [len(frames), len(fcurves)]; a missing curve gives NaN."""
+    out = np.full((len(frames), len(fcurves)), np.nan)
+    for column, fcurve in enumerate(fcurves):
+        if fcurve is None:
+            continue
+        evaluate_at = fcurve.evaluate
+        out[:, column] = [evaluate_at(float(frame)) for frame in frames]
+    return out
+
+
+def current_values(scene, track, curves: dict) -> np.ndarray:
+    """The curves as they are now, per frame; a deleted curve counts as unedited."""
+    frames = int(curves["frame_start"]) + np.arange(curves["baseline"].shape[0])
+    base_path = track_data_path(track.name)
+    fcurves = [compat.find_fcurve(scene, f"{base_path}.{name}") for name in curves["names"]]
+    values = evaluate(fcurves, frames)
+    missing = np.isnan(values)
+    values[missing] = curves["baseline"][missing]
+    return values
+
+
+def track_fcurves(scene, track):
+    base_path = track_data_path(track.name)
+    fcurves = compat.action_fcurves(scene)
+    if fcurves is None:
+        return []
+    return [fcurve for fcurve in fcurves if fcurve.data_path.startswith(base_path + ".")]
