@@ -1,0 +1,199 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""build.py end to end: the linux-x64 CPU zip, installed and used the way a user does.
+
+The zip is built once per module (downloads are cached in ``build_cache/``), installed into a
+throw-away Blender user folder with ``package_install_files``, and its bundled torch is run by a
+"Blender-like" Python: a fresh interpreter that has numpy (as Blender's bundled Python does) but
+no torch, scipy or soundfile of its own.  Whatever it imports of those can only come from the
+wheels Blender unpacked into its extension site-packages.
+"""
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tomllib
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from blender_harness import REPO_ROOT, SHARED_AUDIO, run_in_blender
+
+sys.path.insert(0, str(REPO_ROOT))
+import build  # noqa: E402
+
+sys.path.pop(0)
+
+pytestmark = [pytest.mark.blender, pytest.mark.slow]
+
+AUDIO = SHARED_AUDIO / "hr-savino-ocean.ogg"
+
+
+# --------------------------------------------------------------------------------------------
+# heavy: the linux-x64 CPU zip, built once per module
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def linux_cpu_zip(tmp_path_factory):
+    manifest_before = _digest(REPO_ROOT / "blender_manifest.toml")
+    wheels_before = sorted(p.name for p in (REPO_ROOT / "wheels").iterdir())
+    target = build.Target("linux-x64", "cpu", "3.11")
+    # Notices are asserted by their own test; a missing one must not hide the others' results.
+    zip_path = build.build_platform_zip(target, tmp_path_factory.mktemp("dist"), strict_notices=False)
+    assert _digest(REPO_ROOT / "blender_manifest.toml") == manifest_before, "build.py changed the repo's manifest"
+    assert sorted(p.name for p in (REPO_ROOT / "wheels").iterdir()) == wheels_before, "build.py wrote into wheels/"
+    return zip_path
+
+
+@pytest.fixture(scope="module")
+def blender_like_python(tmp_path_factory):
+    """A Python 3.11 with numpy (as Blender's bundled Python has) and nothing else.
+
+    A fresh venv of the base interpreter (not of the test's venv, which has torch) plus a
+    ``.pth`` file that adds a folder holding only links to the running numpy.
+    """
+    base = Path(sys.base_prefix) / "bin" / f"python{sys.version_info.major}.{sys.version_info.minor}"
+    if not base.exists():
+        pytest.skip(f"no base interpreter at {base}")
+    root = tmp_path_factory.mktemp("blender_python")
+    subprocess.run([str(base), "-m", "venv", "--without-pip", str(root / "venv")], check=True, timeout=120)
+    python = root / "venv" / "bin" / "python"
+    import numpy
+    numpy_dir = Path(numpy.__file__).parent
+    bundled = root / "bundled"
+    bundled.mkdir()
+    for item in numpy_dir.parent.iterdir():
+        if item.name == "numpy" or item.name == "numpy.libs" or (
+                item.name.startswith("numpy-") and item.name.endswith(".dist-info")):
+            os.symlink(item, bundled / item.name)
+    site = subprocess.run([str(python), "-c", "import site; print(site.getsitepackages()[0])"],
+                          check=True, capture_output=True, text=True, env=_clean_env()).stdout.strip()
+    Path(site, "blender_bundled.pth").write_text(str(bundled) + "\n")
+    probe = subprocess.run(
+        [str(python), "-c", "import numpy, importlib.util as u; "
+                            "print([u.find_spec(m) is None for m in ('torch', 'scipy', 'soundfile', 'musicnn')])"],
+        capture_output=True, text=True, env=_clean_env())
+    assert probe.returncode == 0, probe.stderr
+    assert probe.stdout.strip() == "[True, True, True, True]", "the Blender-like Python must not have torch itself"
+    return python
+
+
+def _clean_env(**extra) -> dict:
+    """The environment of a process Blender starts, without the test venv's traces."""
+    env = {key: value for key, value in os.environ.items()
+           if key not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "PYTHONSTARTUP")}
+    env["PYTHONNOUSERSITE"] = "1"
+    env.update(extra)
+    return env
+
+
+def _installed(zip_path: Path, user_dir: Path) -> dict:
+    """Install + enable the zip in a fresh Blender user folder; return where things landed."""
+    return run_in_blender(f"""
+        import os, sys
+        from blender_support import install_zip, registered_names
+        module = install_zip({str(zip_path)!r})
+        version = "python{{}}.{{}}".format(*sys.version_info[:2])
+        site = os.path.join(bpy.utils.user_resource("EXTENSIONS"), ".local", "lib", version, "site-packages")
+        emit(module=module, site=site, ext_dir=os.path.dirname(sys.modules[module].__file__),
+             site_listing=sorted(os.listdir(site)) if os.path.isdir(site) else [],
+             site_on_path=site in sys.path, registered=registered_names(),
+             torch_in_blender="torch" in sys.modules, blender=bpy.app.version_string)
+    """, user_dir, timeout=600)
+
+
+def test_linux_cpu_zip_bundles_the_workers_wheels_and_validates(linux_cpu_zip):
+    assert linux_cpu_zip.name == "traeumer-0.1.0-linux_x64-cpu-py311.zip"
+    assert "Success" in build.validate(linux_cpu_zip)
+    with zipfile.ZipFile(linux_cpu_zip) as archive:
+        names = archive.namelist()
+        manifest = tomllib.loads(archive.read("blender_manifest.toml").decode("utf-8"))
+    wheels = sorted(n[len("wheels/"):] for n in names if n.startswith("wheels/"))
+    projects = {build.wheel_project(name) for name in wheels}
+    assert {"torch", "scipy", "soundfile", "musicnn", "sympy", "filelock", "cffi"} <= projects
+    assert not projects & build.BLENDER_SHIPS, "numpy and friends come with Blender"
+    assert not any("tensorflow" in p for p in projects), "never TensorFlow"
+    torch_wheel = next(name for name in wheels if name.startswith("torch-"))
+    assert "+cpu" in torch_wheel and "manylinux" in torch_wheel and "cp311" in torch_wheel
+    assert manifest["wheels"] == ["./wheels/" + name for name in wheels]
+    assert manifest["platforms"] == ["linux-x64"]
+    assert (manifest["blender_version_min"], manifest["blender_version_max"]) == ("4.2.0", "5.1.0")
+    assert "__init__.py" in names and "traeumer_blender/__init__.py" in names
+    assert "LICENSE" in names and "LICENSES/THIRD-PARTY.md" in names
+    assert not any(n.startswith(("tests/", ".venv", "build_cache/", "dist/", ".git/")) for n in names)
+    summary = build.summarize(linux_cpu_zip)
+    assert "MB" in summary and torch_wheel in summary
+
+
+def test_linux_cpu_zip_carries_the_license_notices(linux_cpu_zip):
+    with zipfile.ZipFile(linux_cpu_zip) as archive:
+        names = set(archive.namelist())
+        gpl = archive.read("LICENSE").decode("utf-8")
+        third_party = archive.read("LICENSES/THIRD-PARTY.md").decode("utf-8")
+    assert "GNU GENERAL PUBLIC LICENSE" in gpl and "Version 3, 29 June 2007" in gpl
+    assert "| musicnn | 0.1.0 | ISC" in third_party and "| torch | 2.13.0+cpu |" in third_party
+    assert build.check_notices(linux_cpu_zip) == [], "missing license notices in the zip"
+    assert "LICENSES/musicnn-ISC.txt" in names
+    if any(n.startswith("examples/") for n in names):
+        assert "examples/LICENSE.md" in names
+
+
+def test_second_build_uses_the_download_cache(linux_cpu_zip, tmp_path, capsys):
+    again = build.build_platform_zip(build.Target("linux-x64"), tmp_path, strict_notices=False)
+    output = capsys.readouterr().out
+    assert "from the cache" in output and "pip download" not in output
+    assert again.name == linux_cpu_zip.name
+
+
+def test_installed_zip_runs_torch_from_its_wheels_in_a_python_without_torch(
+        linux_cpu_zip, blender_like_python, tmp_path):
+    installed = _installed(linux_cpu_zip, tmp_path)
+    site, ext_dir = installed["site"], installed["ext_dir"]
+    assert installed["module"] == "bl_ext.user_default.traeumer"
+    assert installed["registered"]["scene_property"] is True
+    assert installed["site_on_path"] is True
+    assert installed["torch_in_blender"] is False, "Blender's own process must never import torch"
+    listing = set(installed["site_listing"])
+    assert {"torch", "scipy", "musicnn", "soundfile.py", "_soundfile_data"} <= listing
+    assert not any(name == "numpy" or name.startswith("numpy-") for name in listing)
+    assert ext_dir.startswith(str(tmp_path)) and site.startswith(str(tmp_path))
+
+    # Started the way the extension starts its worker: PYTHONPATH = extension folder + site-packages.
+    check = r"""
+import importlib.util, json, os, sys
+import numpy, scipy.signal, soundfile, torch, traeumer_blender
+musicnn = importlib.util.find_spec("musicnn")
+weights = os.path.join(musicnn.submodule_search_locations[0], "MTT_musicnn")
+x = torch.randn(1, 1, 16, 16, generator=torch.Generator().manual_seed(0))
+y = torch.nn.functional.conv2d(x, torch.ones(1, 1, 3, 3))
+info = soundfile.info(sys.argv[1])
+print(json.dumps({
+    "torch": torch.__file__, "torch_version": torch.__version__, "scipy": scipy.__file__,
+    "soundfile": soundfile.__file__, "numpy": numpy.__file__, "engine": traeumer_blender.__file__,
+    "weights": sorted(os.listdir(weights)), "conv_shape": list(y.shape),
+    "samplerate": info.samplerate, "sys_path": sys.path, "executable": sys.executable,
+}))
+"""
+    env = _clean_env(PYTHONPATH=os.pathsep.join([ext_dir, site]), TRAEUMER_CACHE_DIR=str(tmp_path / "cache"))
+    completed = subprocess.run([str(blender_like_python), "-c", check, str(AUDIO)], capture_output=True,
+                               text=True, env=env, cwd=ext_dir, timeout=300)
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    found = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert found["executable"] == str(blender_like_python)
+    for name in ("torch", "scipy", "soundfile"):
+        assert found[name].startswith(site + os.sep), f"{name} came from {found[name]}, not the installed wheels"
+    assert found["torch_version"].endswith("+cpu")
+    assert found["engine"].startswith(ext_dir + os.sep)
+    assert not found["numpy"].startswith(site), "numpy must be Blender's own"
+    assert ".index" in found["weights"] and any(w.startswith(".data-") for w in found["weights"])
+    assert found["conv_shape"] == [1, 1, 14, 14]
+    assert found["samplerate"] == 44100
+    venv_site = str(Path(sys.prefix).resolve())
+    assert not any(str(Path(p).resolve()).startswith(venv_site) for p in found["sys_path"] if p), \
+        "the worker's Python must not see the developer's venv"
