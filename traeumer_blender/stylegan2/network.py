@@ -1,0 +1,358 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""StyleGAN2 generator ("skip" architecture, config E/F) in plain PyTorch.
+
+Parameter names and storage conventions (the canonical layout every loader converts to):
+
+    mapping.fc{i}.weight         [out, in]      stored / lr_mul; runtime scale lr_mul / sqrt(in)
+    mapping.fc{i}.bias           [out]          runtime scale lr_mul
+    mapping.embed.{weight,bias}  [E, c], [E]    label embedding (ADA), lr_mul 1
+    mapping.label_concat         [c, z]         label projection (NVlabs TF), used as stored
+    mapping.w_avg                [w_dim]        buffer, the tracked mean of w
+    synthesis.const              [C4, 4, 4]
+    synthesis.b{r}.conv{0,1}.weight            [out, in, 3, 3]  runtime scale 1/sqrt(in*9)
+    synthesis.b{r}.conv{0,1}.affine.{weight,bias}  [in, w_dim], [in]  (bias includes the +1)
+    synthesis.b{r}.conv{0,1}.noise_strength    []
+    synthesis.b{r}.conv{0,1}.bias              [out]
+    synthesis.b{r}.conv{0,1}.noise_const       [r, r]  buffer, the constant noise image
+    synthesis.b{r}.torgb.weight                [3, in, 1, 1]    runtime scale 1/sqrt(in)
+    synthesis.b{r}.torgb.{affine.*, bias}
+
+b4 has no conv0. conv0 of b{r} up-samples: transposed 3x3 conv, stride 2, then the 4x4 FIR
+[1,3,3,1] (outer product, normalised, gain 4). Every conv is followed by
+noise * strength, bias, leaky ReLU(0.2) * sqrt(2).
+
+w index layout (n_latent = 2*log2(resolution) - 2):
+    b4.conv1 <- w0, b4.torgb <- w1;  b{r}.conv0 <- w(2k-1), conv1 <- w(2k), torgb <- w(2k+1)
+with k = log2(r) - 2.  So the ToRGB of block r shares its w with conv0 of block 2r.
+
+Three ways to run a modulated convolution (same maths, different speed):
+    "grouped"     per-sample weights, one grouped conv (NCHW); the classic formulation.
+    "split"       per-sample weights, one plain conv per sample (channels_last); fastest on CPU
+                  for fp32: bias folds into the conv and no extra passes over activations.
+    "nongrouped"  scale activations by the styles, one shared-weight conv for the batch,
+                  scale outputs by the demodulation coefficients; for fp16/bf16 batches.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, asdict
+from typing import Dict, List, Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+SQRT2 = math.sqrt(2.0)
+LRELU_SLOPE = 0.2
+FIR_TAPS = (1.0, 3.0, 3.0, 1.0)
+MODCONV_MODES = ("auto", "grouped", "split", "nongrouped")
+
+
+def fir_2d(device=None, dtype=torch.float32) -> torch.Tensor:
+    """The normalised 4x4 low-pass filter [1,3,3,1] x [1,3,3,1] / 64."""
+    f = torch.tensor(FIR_TAPS, dtype=torch.float64)
+    f2 = torch.outer(f, f)
+    return (f2 / f2.sum()).to(device=device, dtype=dtype)
+
+
+def blur_after_transposed_conv(y: torch.Tensor) -> torch.Tensor:
+    """The 4x4 FIR (no gain) with one pixel of zero padding each side: [.., L, L] -> [.., L-1, L-1].
+
+    [1,3,3,1] is [1,1] convolved three times, so three 2x2 box averages give exactly the
+    normalised filter; avg_pool2d is a fast single pass that keeps channels_last.
+    """
+    y = F.avg_pool2d(y, 2, stride=1, padding=1, count_include_pad=True)
+    y = F.avg_pool2d(y, 2, stride=1)
+    return F.avg_pool2d(y, 2, stride=1)
+
+
+def upsample_skip(img: torch.Tensor) -> torch.Tensor:
+    """Up-sample the RGB skip image x2 with the FIR (gain 4, padding 2/1): [N,C,L,L] -> [N,C,2L,2L]."""
+    c = img.shape[1]
+    k = (fir_2d(img.device, img.dtype) * 4.0).expand(c, 1, 4, 4)
+    return F.conv_transpose2d(img, k, stride=2, padding=1, groups=c)
+
+
+@dataclass
+class GeneratorConfig:
+    """Everything needed to build the network (all plain types, so it can be saved)."""
+
+    resolution: int
+    z_dim: int
+    w_dim: int
+    mapping_dims: List[int]            # fc{i}: mapping_dims[i] -> mapping_dims[i+1]
+    channels: Dict[int, int]           # resolution -> feature maps (4 .. resolution)
+    c_dim: int = 0
+    label_mode: str = "none"           # "none" | "concat" (NVlabs TF) | "embed" (ADA)
+    embed_dim: int = 0
+    mapping_lr_mul: float = 0.01
+    normalize_z: bool = True
+    img_channels: int = 3
+    conv_clamp: Optional[float] = 256.0
+    use_noise: bool = True
+
+    def __post_init__(self):
+        self.channels = {int(k): int(v) for k, v in self.channels.items()}
+
+    @property
+    def log2_res(self) -> int:
+        return int(round(math.log2(self.resolution)))
+
+    @property
+    def n_latent(self) -> int:
+        return 2 * self.log2_res - 2
+
+    @property
+    def resolutions(self) -> List[int]:
+        return [2 ** i for i in range(2, self.log2_res + 1)]
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["channels"] = {str(k): v for k, v in self.channels.items()}
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "GeneratorConfig":
+        return cls(**d)
+
+
+class Dense(nn.Module):
+    """Fully connected layer with equalised learning rate: y = x @ (W*lr_mul/sqrt(in))^T + b*lr_mul."""
+
+    def __init__(self, in_dim: int, out_dim: int, lr_mul: float = 1.0, bias_init: float = 0.0,
+                 activate: bool = False):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(out_dim, in_dim) / lr_mul)
+        self.bias = nn.Parameter(torch.full([out_dim], float(bias_init)) / lr_mul)
+        self.weight_gain = lr_mul / math.sqrt(in_dim)
+        self.bias_gain = lr_mul
+        self.activate = activate
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [N, in] -> [N, out]
+        x = torch.addmm(self.bias * self.bias_gain, x, (self.weight * self.weight_gain).t())
+        if self.activate:
+            x = F.leaky_relu(x, LRELU_SLOPE) * SQRT2
+        return x
+
+
+def _normalize_2nd_moment(x: torch.Tensor) -> torch.Tensor:
+    return x * torch.rsqrt(x.square().mean(dim=1, keepdim=True) + 1e-8)
+
+
+class MappingNetwork(nn.Module):
+    """z [N, z_dim] (+ label c [N, c_dim]) -> w [N, w_dim]."""
+
+    def __init__(self, cfg: GeneratorConfig):
+        super().__init__()
+        self.cfg = cfg
+        if cfg.label_mode == "embed":
+            self.embed = Dense(cfg.c_dim, cfg.embed_dim)
+        elif cfg.label_mode == "concat":
+            self.label_concat = nn.Parameter(torch.randn(cfg.c_dim, cfg.z_dim))
+        dims = cfg.mapping_dims
+        for i in range(len(dims) - 1):
+            setattr(self, f"fc{i}", Dense(dims[i], dims[i + 1], lr_mul=cfg.mapping_lr_mul, activate=True))
+        self.num_layers = len(dims) - 1
+        self.register_buffer("w_avg", torch.zeros(cfg.w_dim))
+
+    def forward(self, z: torch.Tensor, c: Optional[torch.Tensor]) -> torch.Tensor:
+        cfg = self.cfg
+        x = z
+        if cfg.label_mode == "concat":
+            x = torch.cat([x, c @ self.label_concat], dim=1)
+            if cfg.normalize_z:
+                x = _normalize_2nd_moment(x)
+        else:
+            if cfg.normalize_z:
+                x = _normalize_2nd_moment(x)
+            if cfg.label_mode == "embed":
+                x = torch.cat([x, _normalize_2nd_moment(self.embed(c))], dim=1)
+        for i in range(self.num_layers):
+            x = getattr(self, f"fc{i}")(x)
+        return x
+
+
+class StyledConv(nn.Module):
+    """Modulated 3x3 conv (optionally up-sampling x2) + constant noise + bias + lrelu*sqrt(2).
+
+    x [N, in, r/2 or r, ...] -> [N, out, r, r].
+    """
+
+    def __init__(self, in_ch: int, out_ch: int, w_dim: int, resolution: int, up: bool):
+        super().__init__()
+        self.in_ch, self.out_ch, self.up, self.resolution = in_ch, out_ch, up, resolution
+        self.weight = nn.Parameter(torch.randn(out_ch, in_ch, 3, 3))
+        self.affine = Dense(w_dim, in_ch, bias_init=1.0)
+        self.noise_strength = nn.Parameter(torch.zeros([]))
+        self.bias = nn.Parameter(torch.zeros(out_ch))
+        self.register_buffer("noise_const", torch.randn(resolution, resolution))
+        self.weight_gain = 1.0 / math.sqrt(in_ch * 9)
+        self.clamp: Optional[float] = None   # set for low-precision layers
+        self.dtype = torch.float32            # compute dtype of this layer
+
+    def _styles(self, w: torch.Tensor) -> torch.Tensor:
+        return self.affine(w.float())  # [N, in], fp32
+
+    def _noise_term(self, dtype) -> torch.Tensor:  # [1, 1, r, r], includes the sqrt(2) gain
+        return (self.noise_const * (self.noise_strength * SQRT2)).to(dtype)[None, None]
+
+    def _finish(self, y: torch.Tensor, bias_done: bool) -> torch.Tensor:
+        """noise, bias, lrelu (all pre-multiplied by sqrt(2): lrelu is positively homogeneous)."""
+        y = y.add_(self._noise_term(y.dtype))
+        if not bias_done:
+            y = y.add_((self.bias * SQRT2).to(y.dtype)[None, :, None, None])
+        y = F.leaky_relu_(y, LRELU_SLOPE)
+        if self.clamp is not None:
+            y = y.clamp_(-self.clamp, self.clamp)
+        return y
+
+    def modulated_weights(self, styles: torch.Tensor, gain: float) -> torch.Tensor:
+        """[N, out, in, 3, 3] demodulated per-sample weights (fp32), times gain."""
+        wt = (self.weight * self.weight_gain)[None] * styles[:, None, :, None, None]
+        d = torch.rsqrt(wt.square().sum(dim=[2, 3, 4]) + 1e-8) * gain
+        return wt * d[:, :, None, None, None]
+
+    def forward(self, x: torch.Tensor, w: torch.Tensor, mode: str) -> torch.Tensor:
+        styles = self._styles(w)
+        n = x.shape[0]
+        gain = SQRT2 * (4.0 if self.up else 1.0)   # act gain, FIR up-sampling gain
+        if mode == "nongrouped":
+            return self._forward_nongrouped(x, styles, gain)
+        wt = self.modulated_weights(styles, gain).to(self.dtype)
+        if n == 1:  # plain conv with this sample's weights (the "split" path runs one sample at a time)
+            if self.up:
+                y = F.conv_transpose2d(x, wt[0].transpose(0, 1), stride=2)
+                return self._finish(blur_after_transposed_conv(y), bias_done=False)
+            y = F.conv2d(x, wt[0], (self.bias * SQRT2).to(self.dtype), padding=1)
+            return self._finish(y, bias_done=True)
+        # grouped: batch folded into channels
+        h, wd = x.shape[2], x.shape[3]
+        xg = x.contiguous().reshape(1, n * self.in_ch, h, wd)
+        if self.up:
+            wg = wt.transpose(1, 2).reshape(n * self.in_ch, self.out_ch, 3, 3)
+            y = F.conv_transpose2d(xg, wg, stride=2, groups=n)
+            y = blur_after_transposed_conv(y)
+        else:
+            wg = wt.reshape(n * self.out_ch, self.in_ch, 3, 3)
+            y = F.conv2d(xg, wg, padding=1, groups=n)
+        y = y.reshape(n, self.out_ch, y.shape[2], y.shape[3])
+        return self._finish(y, bias_done=False)
+
+    def _forward_nongrouped(self, x, styles, gain):
+        """Shared-weight conv; styles scale the input, demodulation scales the output."""
+        wt = self.weight * self.weight_gain                          # [out, in, 3, 3]
+        d = torch.rsqrt((wt.square().sum(dim=[2, 3])[None] * styles.square()[:, None, :]).sum(dim=2)
+                        + 1e-8)                                      # [N, out]
+        s = styles
+        if self.dtype == torch.float16:
+            # keep fp16 in range: normalise weight and styles, undo it in d (exact in real arithmetic)
+            w_max = wt.abs().amax()
+            s_max = s.abs().amax(dim=1, keepdim=True)
+            wt = wt / w_max
+            s = s / s_max
+            d = d * w_max * s_max
+        xs = x * s.to(x.dtype)[:, :, None, None]
+        wk = (wt * gain).to(self.dtype)
+        if self.up:
+            y = F.conv_transpose2d(xs, wk.transpose(0, 1), stride=2)
+            y = blur_after_transposed_conv(y)
+        else:
+            y = F.conv2d(xs, wk, padding=1)
+        y = y.mul_(d.to(y.dtype)[:, :, None, None])
+        return self._finish(y, bias_done=False)
+
+
+class ToRGB(nn.Module):
+    """Modulated 1x1 conv without demodulation + bias: [N, in, r, r] -> [N, 3, r, r] (fp32)."""
+
+    def __init__(self, in_ch: int, w_dim: int, img_channels: int = 3):
+        super().__init__()
+        self.in_ch, self.img_channels = in_ch, img_channels
+        self.weight = nn.Parameter(torch.randn(img_channels, in_ch, 1, 1))
+        self.affine = Dense(w_dim, in_ch, bias_init=1.0)
+        self.bias = nn.Parameter(torch.zeros(img_channels))
+        self.weight_gain = 1.0 / math.sqrt(in_ch)
+        self.clamp: Optional[float] = None
+        self.dtype = torch.float32
+
+    def forward(self, x: torch.Tensor, w: torch.Tensor, mode: str) -> torch.Tensor:
+        styles = self.affine(w.float()) * self.weight_gain          # [N, in]
+        n = x.shape[0]
+        if n == 1:
+            wt = (self.weight[None] * styles[:, None, :, None, None]).to(x.dtype)
+            y = F.conv2d(x, wt[0])
+        else:
+            # tiny output: a batched matmul is the simplest correct form for any mode
+            wt = self.weight[:, :, 0, 0][None] * styles[:, None, :]  # [N, 3, in]
+            y = torch.einsum("noi,nihw->nohw", wt.to(x.dtype), x)
+        y = y.float() + self.bias[None, :, None, None]
+        if self.clamp is not None:
+            y = y.clamp(-self.clamp, self.clamp)
+        return y
+
+
+class SynthesisBlock(nn.Module):
+    def __init__(self, resolution: int, in_ch: int, out_ch: int, w_dim: int, img_channels: int):
+        super().__init__()
+        self.resolution = resolution
+        self.conv0 = StyledConv(in_ch, out_ch, w_dim, resolution, up=True) if resolution > 4 else None
+        self.conv1 = StyledConv(out_ch, out_ch, w_dim, resolution, up=False)
+        self.torgb = ToRGB(out_ch, w_dim, img_channels)
+        self.dtype = torch.float32
+
+    def forward(self, x, img, ws_block, mode, record=None):
+        """ws_block [N, 3, w_dim] (conv0, conv1, torgb); b4 uses [:, 1:]."""
+        x = x.to(self.dtype)
+        if self.conv0 is not None:
+            x = self.conv0(x, ws_block[:, 0], mode)
+        x = self.conv1(x, ws_block[:, 1], mode)
+        y = self.torgb(x, ws_block[:, 2], mode)
+        if record is not None:
+            record.append(y.clone())
+        img = y if img is None else upsample_skip(img).add_(y)
+        return x, img
+
+
+class SynthesisNetwork(nn.Module):
+    """ws [N, n_latent, w_dim] -> images [N, 3, R, R] (not clamped)."""
+
+    def __init__(self, cfg: GeneratorConfig):
+        super().__init__()
+        self.cfg = cfg
+        ch = cfg.channels
+        self.const = nn.Parameter(torch.randn(ch[4], 4, 4))
+        self.block_resolutions = cfg.resolutions
+        for r in self.block_resolutions:
+            in_ch = ch[r // 2] if r > 4 else ch[4]
+            setattr(self, f"b{r}", SynthesisBlock(r, in_ch, ch[r], cfg.w_dim, cfg.img_channels))
+        self.channels_last = False
+
+    def blocks(self):
+        return [getattr(self, f"b{r}") for r in self.block_resolutions]
+
+    @staticmethod
+    def block_w_indices(level: int):
+        """w indices (conv0, conv1, torgb) of block level k (b4 is k=0; its conv0 is absent)."""
+        return (2 * level - 1, 2 * level, 2 * level + 1)
+
+    def forward(self, ws: torch.Tensor, resolution: Optional[int] = None, mode: str = "grouped",
+                record: Optional[list] = None):
+        """record: if a list, each block's ToRGB output is appended (for calibration/tests)."""
+        top = resolution or self.cfg.resolution
+        n = ws.shape[0]
+        if mode == "split" and n > 1 and record is None:
+            return torch.cat([self.forward(ws[i:i + 1], top, mode) for i in range(n)], dim=0)
+        blocks = [b for b in self.blocks() if b.resolution <= top]
+        x = self.const[None].expand(n, -1, -1, -1).to(blocks[0].dtype)
+        if self.channels_last and mode != "grouped":
+            x = x.contiguous(memory_format=torch.channels_last)
+        img = None
+        for k, block in enumerate(blocks):
+            i0, i1, i2 = self.block_w_indices(k)
+            wsb = ws[:, max(i0, 0):i2 + 1]
+            if k == 0:
+                wsb = torch.cat([wsb[:, :1], wsb], dim=1)  # placeholder for the absent conv0
+            x, img = block(x, img, wsb, mode, record)
+        return img
