@@ -197,3 +197,56 @@ print(json.dumps({
     venv_site = str(Path(sys.prefix).resolve())
     assert not any(str(Path(p).resolve()).startswith(venv_site) for p in found["sys_path"] if p), \
         "the worker's Python must not see the developer's venv"
+
+
+def test_generate_from_audio_end_to_end_with_the_installed_wheels(linux_cpu_zip, blender_like_python, tmp_path):
+    """A user's first Generate: zip installed, a sound strip, the operator, frames on disk.
+
+    The worker runs on the Blender-like Python (no torch of its own, like Blender's bundled
+    Python); while it is still alive its memory map shows which libtorch it loaded.
+    """
+    out_dir = tmp_path / "frames"
+    result = run_in_blender(f"""
+        import os, sys
+        from blender_support import install_zip, extension_module
+        module = install_zip({str(linux_cpu_zip)!r})
+        prefs = bpy.context.preferences.addons[module].preferences
+        prefs.worker_python = {str(blender_like_python)!r}
+        prefs.idle_timeout = 120.0
+        compat = extension_module(module, "compat")
+        worker_client = extension_module(module, "worker_client")
+        scene = bpy.context.scene
+        scene.render.fps, scene.render.fps_base = 2, 1.0
+        strip = compat.new_sound_strip(scene, "Song", {str(AUDIO)!r}, channel=1, frame_start=1)
+        strip.frame_final_duration = 8           # 4 s of the piece at 2 fps
+        scene.sequence_editor.active_strip = strip
+        settings = scene.traeumer
+        settings.size, settings.device, settings.seed = 32, "cpu", 7
+        settings.output_dir = {str(out_dir)!r}
+        outcome = bpy.ops.traeumer.generate()
+        client = worker_client.current_client()
+        libtorch = []
+        if client is not None:
+            with open(f"/proc/{{client.pid}}/maps") as maps:
+                libtorch = sorted({{line.split()[-1] for line in maps if "libtorch" in line}})
+        track = settings.tracks.get("Song")
+        emit(outcome=sorted(outcome), worker_python=client.argv[0] if client else None,
+             libtorch=libtorch, state=track.state if track else None,
+             message=track.message if track else None,
+             frame_count=track.frame_count if track else 0,
+             site=os.path.join(bpy.utils.user_resource("EXTENSIONS"), ".local"))
+        worker_client.stop_worker()
+    """, tmp_path, timeout=900, env={"PYTHONPATH": "", "PYTHONNOUSERSITE": "1"})
+    print(result["_output"][-6000:])
+    assert result["outcome"] == ["FINISHED"], result["_output"][-4000:]
+    assert result["state"] == "DONE", result["message"]
+    assert result["worker_python"] == str(blender_like_python)
+    assert result["libtorch"], "the worker did not load libtorch"
+    for library in result["libtorch"]:
+        assert library.startswith(result["site"] + os.sep), f"worker loaded {library}, not the installed wheels"
+    frames = sorted(out_dir.glob("*.png"))
+    assert len(frames) == result["frame_count"] == 8
+    with open(frames[0], "rb") as handle:
+        header = handle.read(24)
+    assert header[:8] == b"\x89PNG\r\n\x1a\n"
+    assert int.from_bytes(header[16:20], "big") == 32 and int.from_bytes(header[20:24], "big") == 32
