@@ -55,6 +55,7 @@ class Job:
         self.request_id = None
         self.started = time.monotonic()
         self.changed = False   # something to redraw since the last poll
+        self.curves_info = None
 
     # --- Blender data, by name --------------------------------------------------------------
 
@@ -255,8 +256,7 @@ class GenerateJob(Job):
         if scene is None or track is None:
             return
         try:
-            info = style_curves.write_track_curves(scene, track, path)
-            self.result["curves"] = info
+            self.curves_info = style_curves.write_track_curves(scene, track, path)
         except (OSError, ValueError, KeyError) as error:
             self.warnings.append(f"Style curves could not be written: {error}")
 
@@ -277,8 +277,10 @@ class GenerateJob(Job):
             node = output.material_texture_node(material)
             if node is not None:
                 output.set_image_user(node.image_user, track.frame_start, count)
-        if "curves" not in self.result and result.get("styles_path"):
+        if self.curves_info is None and result.get("styles_path"):
             self.on_styles(result["styles_path"])
+        if self.curves_info is not None:
+            result["curves"] = self.curves_info
         rendered, reused = result.get("frames_rendered", 0), result.get("frames_reused", 0)
         seconds = time.monotonic() - self.started
         text = f"Generated {count} frames of '{track.name}' in {format_seconds(seconds)}"

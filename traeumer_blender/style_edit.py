@@ -31,7 +31,7 @@ COMPONENTS = 4
 CURVES_NAME = "curves.npz"
 CURVES_FORMAT = "traeumer-curves-1"
 # keyframe reduction: a reduced curve stays within this many standard deviations of the exact one
-KEY_TOLERANCE = 0.02
+KEY_TOLERANCE = 0.05
 # curve values closer than this count as unchanged (evaluation of untouched curves is exact)
 CHANGE_EPSILON = 1e-7
 
