@@ -33,8 +33,23 @@ def _round_sig(x: float, digits: int = 3) -> float:
     return float(f"{x:.{digits}g}")
 
 
+_CACHED_STATE = None
+
+
 @torch.no_grad()
 def build_default_generator() -> Generator:
+    """Build the default generator (the calibrated weights are computed once per process)."""
+    global _CACHED_STATE
+    if _CACHED_STATE is None:
+        G = _build()
+        _CACHED_STATE = {k: v.clone() for k, v in G.net.state_dict().items()}
+    G = Generator(default_config(), source_id=DEFAULT_ID)
+    G.net.load_state_dict(_CACHED_STATE)
+    G.info["format"] = "default"
+    return G.eval().requires_grad_(False)
+
+
+def _build() -> Generator:
     cfg = default_config()
     torch_state = torch.random.get_rng_state()
     try:

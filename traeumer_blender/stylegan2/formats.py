@@ -104,7 +104,7 @@ class Source:
         self.t = {}
         for k, v in tensors.items():
             if isinstance(v, np.ndarray):
-                v = torch.from_numpy(np.ascontiguousarray(v))
+                v = torch.from_numpy(np.array(v, order="C", copy=True))
             if not isinstance(v, torch.Tensor):
                 raise CheckpointError(f"{what} entry {k!r} is not a tensor ({type(v).__name__})")
             self.t[k] = v.detach().to(torch.float32) if v.is_floating_point() else v.detach()

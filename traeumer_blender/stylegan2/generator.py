@@ -45,7 +45,7 @@ class _Net(nn.Module):
 
 def _as_tensor(x, device, dtype=torch.float32) -> torch.Tensor:
     if isinstance(x, np.ndarray):
-        x = torch.from_numpy(np.ascontiguousarray(x))
+        x = torch.from_numpy(np.array(x, order="C", copy=True))
     elif not isinstance(x, torch.Tensor):
         x = torch.as_tensor(np.asarray(x))
     return x.to(device=device, dtype=dtype)
@@ -138,7 +138,13 @@ class Generator(nn.Module):
                 cv = cv[None].expand(z.shape[0], -1)
             else:
                 ct = _as_tensor(c, "cpu") if not isinstance(c, (dict, int)) else self._label_vector(c)
-                cv = ct.reshape(-1, self.c_dim).expand(z.shape[0], -1) if ct.numel() == self.c_dim else ct
+                if ct.numel() == self.c_dim:
+                    cv = ct.reshape(1, self.c_dim).expand(z.shape[0], -1)
+                elif ct.ndim == 2 and tuple(ct.shape) == (z.shape[0], self.c_dim):
+                    cv = ct
+                else:
+                    raise TraeumerError(
+                        f"label must be [{self.c_dim}] or [N, {self.c_dim}] values, got {list(ct.shape)}")
             cv = cv.to(self.device, torch.float32)
         w = self.net.mapping(z.float(), cv)
         return w[:, None, :].expand(-1, self.n_latent, -1).float().cpu().contiguous()

@@ -94,7 +94,14 @@ def _load_storage_bytes(blob):
     """Replacement for ``torch.storage._load_from_bytes`` (which uses weights_only=False)."""
     if not isinstance(blob, (bytes, bytearray)):
         raise UnsafePickleError("tensor storage is not a byte string")
-    return torch.load(io.BytesIO(bytes(blob)), map_location="cpu", weights_only=True)
+    try:
+        return torch.load(io.BytesIO(bytes(blob)), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        text = str(exc)
+        if "Unsupported global" in text or "Weights only load failed" in text:
+            name = text.split("GLOBAL", 1)[1].split()[0] if "GLOBAL" in text else "code"
+            raise UnsafePickleError(f"{name} inside a tensor storage") from None
+        raise
 
 
 def _rebuild_tensor(storage, *args):
