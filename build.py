@@ -209,9 +209,46 @@ def wheel_project(filename: str) -> str:
     return re.sub(r"[-_.]+", "-", filename.split("-")[0]).lower()
 
 
-def _pip(*args: str) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "pip", "download", "--disable-pip-version-check",
-               "--progress-bar", "off", *args]
+# pip evaluates dependency markers (``; platform_system == "Linux"``) for the Python it runs on,
+# not for --platform: cross-platform downloads would pull Linux-only dependencies (torch's
+# nvidia-* wheels) and miss Windows-only ones.  This runs pip with the marker environment of the
+# target; when pip's internals differ from what it expects, pip runs unpatched.
+_PIP_FOR_TARGET = """\
+import json, sys
+target = json.loads(sys.argv.pop(1))
+try:
+    from pip._vendor.packaging import markers
+    native = markers.default_environment
+    markers.default_environment = lambda: {**native(), **target}
+except (ImportError, AttributeError) as error:
+    print(f"build.py: pip runs with this machine's markers ({error})", file=sys.stderr)
+from pip._internal.cli.main import main
+sys.exit(main())
+"""
+
+_MARKER_SYSTEMS = {
+    "linux": {"os_name": "posix", "sys_platform": "linux", "platform_system": "Linux"},
+    "windows": {"os_name": "nt", "sys_platform": "win32", "platform_system": "Windows"},
+    "macos": {"os_name": "posix", "sys_platform": "darwin", "platform_system": "Darwin"},
+}
+_MARKER_MACHINES = {"linux-x64": "x86_64", "windows-x64": "AMD64", "macos-arm64": "arm64", "macos-x64": "x86_64"}
+
+
+def marker_environment(target: "Target") -> dict:
+    """PEP 508 marker values of Blender's Python on the target platform."""
+    return {
+        **_MARKER_SYSTEMS[target.platform.split("-")[0]],
+        "platform_machine": _MARKER_MACHINES[target.platform],
+        "platform_release": "", "platform_version": "",
+        "implementation_name": "cpython", "platform_python_implementation": "CPython",
+        "python_version": target.python, "python_full_version": target.python + ".0",
+        "implementation_version": target.python + ".0",
+    }
+
+
+def _pip(target: "Target", *args: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-c", _PIP_FOR_TARGET, json.dumps(marker_environment(target)),
+               "download", "--disable-pip-version-check", "--progress-bar", "off", *args]
     print("build.py: pip download " + " ".join(args), flush=True)
     return subprocess.run(command, capture_output=True, text=True)
 
@@ -232,7 +269,7 @@ def download_wheels(target: Target, cache_root: Path = CACHE) -> list:
     common = ["-d", str(folder), *target.pip_target_args()]
 
     # musicnn: only its weights are used; its TensorFlow dependencies are not wanted.
-    result = _pip(*common, "--no-deps", MUSICNN_REQUIREMENT)
+    result = _pip(target, *common, "--no-deps", MUSICNN_REQUIREMENT)
     if result.returncode != 0:
         raise SystemExit(f"build.py: could not download {MUSICNN_REQUIREMENT}:\n{result.stdout}{result.stderr}")
 
@@ -242,7 +279,7 @@ def download_wheels(target: Target, cache_root: Path = CACHE) -> list:
     failures = []
     for index_url in dict.fromkeys(index_urls):  # tries in order, without repeats
         extra = ["--extra-index-url", index_url] if index_url else []
-        result = _pip(*common, *extra, *target.requirements())
+        result = _pip(target, *common, *extra, *target.requirements())
         if result.returncode == 0:
             break
         source = index_url or "pip's own configuration"

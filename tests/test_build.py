@@ -67,3 +67,33 @@ def test_bundle_manifest_sets_wheels_platforms_and_version_range(python, minimum
     assert data.get("blender_version_max") == maximum
     for key in ("id", "version", "license", "permissions", "build"):
         assert data[key] == original[key]
+
+
+def _tiny_wheel(folder, name, requires=()):
+    """A minimal pure-Python wheel whose METADATA declares ``requires``."""
+    import zipfile
+    dist_info = f"{name}-1.0.dist-info"
+    metadata = "Metadata-Version: 2.1\nName: {}\nVersion: 1.0\n{}".format(
+        name, "".join(f"Requires-Dist: {r}\n" for r in requires))
+    files = {f"{name}.py": "", f"{dist_info}/METADATA": metadata,
+             f"{dist_info}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
+    files[f"{dist_info}/RECORD"] = "".join(f"{path},,\n" for path in [*files, f"{dist_info}/RECORD"])
+    with zipfile.ZipFile(folder / f"{name}-1.0-py3-none-any.whl", "w") as archive:
+        for path, text in files.items():
+            archive.writestr(path, text)
+
+
+@pytest.mark.parametrize("platform, wanted", [("windows-x64", "winonly"), ("linux-x64", "linuxonly"),
+                                              ("macos-arm64", "maconly")])
+def test_dependency_markers_are_evaluated_for_the_target_platform(tmp_path, platform, wanted):
+    """torch's nvidia-* requirements are Linux-only: a Windows build must not try to get them."""
+    index, out = tmp_path / "index", tmp_path / "out"
+    index.mkdir()
+    _tiny_wheel(index, "app", ['linuxonly; platform_system == "Linux"', 'winonly; sys_platform == "win32"',
+                               'maconly; platform_system == "Darwin" and platform_machine == "arm64"'])
+    _tiny_wheel(index, wanted)   # only the target's own dependency exists: others would fail
+    target = build.Target(platform)
+    result = build._pip(target, "--no-index", "--find-links", str(index), "-d", str(out),
+                        *target.pip_target_args(), "app")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert sorted(p.name for p in out.iterdir()) == ["app-1.0-py3-none-any.whl", f"{wanted}-1.0-py3-none-any.whl"]
