@@ -17,9 +17,9 @@ from .network import GeneratorConfig
 
 DEFAULT_ID = "default:v1"
 DEFAULT_SEED = 20_201_021
-BLOCK_DECAY = 0.62        # RGB amplitude ratio between neighbouring blocks (fine over coarse)
+BLOCK_DECAY = 0.75        # RGB amplitude ratio between neighbouring blocks (fine over coarse)
 TARGET_STD = 0.62         # per-pixel std of the final image before clamping
-NOISE_STRENGTH = 0.03
+NOISE_STRENGTH = 0.02
 
 
 def default_config() -> GeneratorConfig:
@@ -77,12 +77,12 @@ def _build() -> Generator:
     # to 3 digits so tiny float differences between machines do not change the generator.
     calib = ws[:4, None, :].expand(-1, cfg.n_latent, -1).contiguous()
     record = []
-    syn(calib, cfg.resolution, "grouped", record)
+    syn(calib, cfg.resolution, "nongrouped", record)
     amp = 1.0
     for block, y in zip(syn.blocks(), record):
         block.torgb.weight.mul_(_round_sig(amp / max(float(y.std()), 1e-6)))
         amp *= BLOCK_DECAY
-    final = syn(calib, cfg.resolution, "grouped")
+    final = syn(calib, cfg.resolution, "nongrouped")
     scale = _round_sig(TARGET_STD / float(final.std()))
     for block in syn.blocks():
         block.torgb.weight.mul_(scale)
