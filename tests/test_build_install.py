@@ -153,7 +153,7 @@ def test_second_build_uses_the_download_cache(linux_cpu_zip, tmp_path, capsys):
 
 def test_installed_zip_runs_torch_from_its_wheels_in_a_python_without_torch(
         linux_cpu_zip, blender_like_python, tmp_path):
-    installed = _installed(linux_cpu_zip, tmp_path)
+    installed = _installed(linux_cpu_zip, tmp_path / "installed")
     site, ext_dir = installed["site"], installed["ext_dir"]
     assert installed["module"] == "bl_ext.user_default.traeumer"
     assert installed["registered"]["scene_property"] is True
@@ -230,13 +230,23 @@ def test_generate_from_audio_end_to_end_with_the_installed_wheels(linux_cpu_zip,
             with open(f"/proc/{{client.pid}}/maps") as maps:
                 libtorch = sorted({{line.split()[-1] for line in maps if "libtorch" in line}})
         track = settings.tracks.get("Song")
+        cache = worker_client.user_cache_dir()
+        cached = sorted(os.path.relpath(os.path.join(d, f), cache) for d, _, fs in os.walk(cache) for f in fs)
+        extensions = bpy.utils.user_resource("EXTENSIONS")
+        installed_bytes = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(extensions) for f in fs)
+        emit(cache=cache, cached=cached, installed_mb=installed_bytes / 1e6)
         emit(outcome=sorted(outcome), worker_python=client.argv[0] if client else None,
              libtorch=libtorch, state=track.state if track else None,
              message=track.message if track else None,
              frame_count=track.frame_count if track else 0,
              site=os.path.join(bpy.utils.user_resource("EXTENSIONS"), ".local"))
         worker_client.stop_worker()
-    """, tmp_path, timeout=900, env={"PYTHONPATH": "", "PYTHONNOUSERSITE": "1"})
+        # uninstalling takes the unpacked wheels away again
+        site = os.path.join(extensions, ".local", "lib", "python{{}}.{{}}".format(*sys.version_info[:2]), "site-packages")
+        repos = [r.module for r in bpy.context.preferences.extensions.repos]
+        removed = bpy.ops.extensions.package_uninstall(repo_index=repos.index("user_default"), pkg_id="traeumer")
+        emit(uninstalled=sorted(removed), site_after_uninstall=sorted(os.listdir(site)) if os.path.isdir(site) else [])
+    """, tmp_path, timeout=900, env={"PYTHONPATH": "", "PYTHONNOUSERSITE": "1", "TRAEUMER_CACHE_DIR": ""})
     print(result["_output"][-6000:])
     assert result["outcome"] == ["FINISHED"], result["_output"][-4000:]
     assert result["state"] == "DONE", result["message"]
@@ -244,6 +254,13 @@ def test_generate_from_audio_end_to_end_with_the_installed_wheels(linux_cpu_zip,
     assert result["libtorch"], "the worker did not load libtorch"
     for library in result["libtorch"]:
         assert library.startswith(result["site"] + os.sep), f"worker loaded {library}, not the installed wheels"
+    # first run: derived data (the converted encoder weights) lands in the extension's user folder
+    assert result["cache"].startswith(str(tmp_path)) and os.sep + ".user" + os.sep in result["cache"]
+    assert any(name.startswith("encoders" + os.sep) and name.endswith(".pt") for name in result["cached"]), \
+        result["cached"]
+    print(f"installed extension with its wheels: {result['installed_mb']:.0f} MB")
+    assert result["uninstalled"] == ["FINISHED"]
+    assert not {"torch", "scipy", "musicnn"} & set(result["site_after_uninstall"]), result["site_after_uninstall"]
     frames = sorted(out_dir.glob("*.png"))
     assert len(frames) == result["frame_count"] == 8
     with open(frames[0], "rb") as handle:
