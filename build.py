@@ -266,10 +266,15 @@ def download_wheels(target: Target, cache_root: Path = CACHE) -> list:
             print(f"build.py: wheels for {target.tag} from the cache {folder}")
             return [folder / name for name in names]
     folder.mkdir(parents=True, exist_ok=True)
-    common = ["-d", str(folder), *target.pip_target_args()]
+
+    def download(*args):
+        """pip download into a fresh folder of its own; returns (pip's result, wheel paths)."""
+        part = Path(tempfile.mkdtemp(dir=folder, prefix=".part-"))
+        result = _pip(target, "-d", str(part), *target.pip_target_args(), *args)
+        return result, sorted(part.glob("*.whl"))
 
     # musicnn: only its weights are used; its TensorFlow dependencies are not wanted.
-    result = _pip(target, *common, "--no-deps", MUSICNN_REQUIREMENT)
+    result, musicnn = download("--no-deps", MUSICNN_REQUIREMENT)
     if result.returncode != 0:
         raise SystemExit(f"build.py: could not download {MUSICNN_REQUIREMENT}:\n{result.stdout}{result.stderr}")
 
@@ -279,7 +284,7 @@ def download_wheels(target: Target, cache_root: Path = CACHE) -> list:
     failures = []
     for index_url in dict.fromkeys(index_urls):  # tries in order, without repeats
         extra = ["--extra-index-url", index_url] if index_url else []
-        result = _pip(target, *common, *extra, *target.requirements())
+        result, resolved = download(*extra, *target.requirements())
         if result.returncode == 0:
             break
         source = index_url or "pip's own configuration"
@@ -287,27 +292,22 @@ def download_wheels(target: Target, cache_root: Path = CACHE) -> list:
     else:
         raise SystemExit(f"build.py: could not download the wheels for {target.tag}:\n" + "\n".join(failures))
 
-    resolved = _resolved_names(result.stdout + result.stderr, folder)
-    torch_wheels = [name for name in resolved if wheel_project(name) == "torch"]
+    torch_wheels = [path.name for path in resolved if wheel_project(path.name) == "torch"]
     if len(torch_wheels) != 1:
         raise SystemExit(f"build.py: expected one torch wheel, found {torch_wheels}")
     if target.torch == "cuda" and "+cpu" in torch_wheels[0]:
         raise SystemExit(f"build.py: asked for CUDA but pip offered {torch_wheels[0]}; pass "
                          "--torch-version and --torch-index-url for a CUDA build")
-    wheels = sorted({*resolved, *(p.name for p in folder.glob("musicnn-*.whl"))})
-    wheels = [name for name in wheels if wheel_project(name) not in BLENDER_SHIPS]
-    record.write_text(json.dumps({"requirements": target.requirements(), "wheels": wheels}, indent=1))
-    return [folder / name for name in wheels]
-
-
-def _resolved_names(pip_output: str, folder: Path) -> list:
-    """The wheel files pip reported for this resolution (saved now or already there)."""
-    names = []
-    for match in re.finditer(r"(?:Saved|File was already downloaded)\s+(\S+\.whl)", pip_output):
-        names.append(Path(match.group(1)).name)
-    if not names:  # an older/newer pip that words it differently: take the folder
-        names = [p.name for p in folder.glob("*.whl") if not p.name.startswith("musicnn-")]
-    return sorted(set(names))
+    wheels = [path for path in [*resolved, *musicnn] if wheel_project(path.name) not in BLENDER_SHIPS]
+    for path in wheels:
+        os.replace(path, folder / path.name)
+    for part in folder.glob(".part-*"):
+        shutil.rmtree(part, ignore_errors=True)
+    names = sorted(path.name for path in wheels)
+    record_part = record.with_suffix(f".{os.getpid()}")
+    record_part.write_text(json.dumps({"requirements": target.requirements(), "wheels": names}, indent=1))
+    os.replace(record_part, record)
+    return [folder / name for name in names]
 
 
 # --------------------------------------------------------------------------------------------
@@ -408,30 +408,32 @@ def build_platform_zip(target: Target, out_dir: Path, cache_root: Path = CACHE,
                        strict_notices: bool = True) -> Path:
     """Download, stage, build with ``--split-platforms``, validate; returns the zip's path."""
     wheels = download_wheels(target, cache_root)
-    stage = cache_root / "stage" / target.tag / "traeumer"
-    stage_source(stage)
-    (stage / "wheels").mkdir()
-    for wheel in wheels:
-        try:
-            os.link(wheel, stage / "wheels" / wheel.name)
-        except OSError:
-            shutil.copy2(wheel, stage / "wheels" / wheel.name)
-    manifest_text = (ROOT / MANIFEST).read_text(encoding="utf-8")
-    (stage / MANIFEST).write_text(bundle_manifest(manifest_text, target, [w.name for w in wheels]),
-                                  encoding="utf-8")
-    (stage / "LICENSES").mkdir(exist_ok=True)
-    (stage / "LICENSES" / "THIRD-PARTY.md").write_text(third_party_notices(wheels, target), encoding="utf-8")
+    # A staging folder of its own per build: several builds (or test runs) may run at once.
+    (cache_root / "stage").mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=cache_root / "stage", prefix=target.tag + "-") as staging:
+        stage = Path(staging) / "traeumer"
+        stage_source(stage)
+        (stage / "wheels").mkdir()
+        for wheel in wheels:
+            try:
+                os.link(wheel, stage / "wheels" / wheel.name)
+            except OSError:
+                shutil.copy2(wheel, stage / "wheels" / wheel.name)
+        manifest_text = (ROOT / MANIFEST).read_text(encoding="utf-8")
+        (stage / MANIFEST).write_text(bundle_manifest(manifest_text, target, [w.name for w in wheels]),
+                                      encoding="utf-8")
+        (stage / "LICENSES").mkdir(exist_ok=True)
+        (stage / "LICENSES" / "THIRD-PARTY.md").write_text(third_party_notices(wheels, target), encoding="utf-8")
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out_dir, prefix=".build-") as scratch:
+        out_dir.mkdir(parents=True, exist_ok=True)
         print(f"build.py: building {target.tag} with blender_ext --split-platforms", flush=True)
-        run_blender_ext("build", "--source-dir", str(stage), "--output-dir", scratch, "--split-platforms")
-        built = sorted(Path(scratch).glob("*.zip"))
+        run_blender_ext("build", "--source-dir", str(stage), "--output-dir", staging, "--split-platforms")
+        built = sorted(Path(staging).glob("*.zip"))
         if len(built) != 1:
             raise SystemExit(f"build.py: expected one zip for {target.platform}, got {[p.name for p in built]}")
         # traeumer-0.1.0-linux_x64.zip -> traeumer-0.1.0-linux_x64-cpu-py311.zip
         final = out_dir / f"{built[0].stem.rsplit('-', 1)[0]}-{target.tag}.zip"
-        os.replace(built[0], final)
+        shutil.move(built[0], final)
     validate(final)
     missing = check_notices(final)
     if missing:
