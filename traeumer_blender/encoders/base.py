@@ -1,0 +1,239 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""What every music encoder does with a song: per-frame embeddings and per-window tags.
+
+An encoder is a frozen tagging CNN split in two: ``conv_features`` (spectrogram → last conv
+layer, one feature vector per time position) and ``tag_logits`` (the whole network on one
+native-length window).  The embedding of a window is the last conv layer max-pooled over time.
+
+``embed_frames`` runs the conv stack over the whole song once, in chunks whose overlap covers
+the receptive field, and max-pools each frame's window out of that one feature map.  A window
+cut out of the song would see zero padding at its own edges and start on its own pooling grid;
+the song-wide map sees real neighbours and has a fixed grid, so the result is close to, not
+equal to, ``embed_windows_exact`` (which runs the network once per window).  Networks whose
+feature grid is coarse run the song pass at several sub-stride offsets ("phases") and pick the
+one closest to each window.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Sequence
+
+import numpy as np
+import scipy.ndimage
+import torch
+
+from ..errors import TraeumerError
+from .frontend import MelFrontEnd, zero_padded_segment
+
+MTAT_TAGS = [
+    "guitar", "classical", "slow", "techno", "strings", "drums", "electronic", "rock", "fast",
+    "piano", "ambient", "beat", "violin", "vocal", "synth", "female", "indian", "opera", "male",
+    "singing", "vocals", "no vocals", "harpsichord", "loud", "quiet", "flute", "woman",
+    "male vocal", "no vocal", "pop", "soft", "sitar", "solo", "man", "classic", "choir", "voice",
+    "new age", "dance", "male voice", "female vocal", "beats", "harp", "cello", "no voice",
+    "weird", "country", "metal", "female voice", "choral",
+]
+
+ProgressCallback = Callable[[int, int], None]
+
+
+class TaggingNetwork(torch.nn.Module):
+    """Interface of the torch part of an encoder; spectrograms are [batch, frames, mels]."""
+
+    def conv_features(self, spectrogram: torch.Tensor) -> torch.Tensor:  # -> [batch, dim, positions]
+        raise NotImplementedError
+
+    def tag_logits(self, spectrogram: torch.Tensor) -> torch.Tensor:  # -> [batch, n_tags]
+        raise NotImplementedError
+
+
+class Encoder:
+    """A frozen music tagger turned into a per-frame embedder.
+
+    Geometry of the feature map (in spectrogram frames): position ``p`` of ``conv_features``
+    applied to frames ``[a, a + n)`` is centred on frame ``a + feature_offset + feature_stride·p``
+    for any ``a`` (shift-equivariance holds for shifts that are multiples of the stride).  A
+    native window yields ``positions_per_window`` positions.
+    """
+
+    sample_rate = 16000
+    tag_names: list[str] = MTAT_TAGS
+
+    def __init__(self, *, name: str, source_id: str, network: TaggingNetwork, frontend: MelFrontEnd,
+                 window_frames: int, window_samples: int, first_frame_offset: int,
+                 feature_stride: int, feature_offset: float, positions_per_window: int,
+                 context_frames: int, phases: int, embedding_dim: int, device: str = "cpu",
+                 reflect_window_edges: bool = False):
+        self.name = name
+        self.source_id = source_id
+        self.device = torch.device(device)
+        self.network = network.to(self.device).eval()
+        self.frontend = frontend
+        self.window_frames = window_frames
+        self.window_samples = window_samples
+        self.window_seconds = window_samples / self.sample_rate
+        # sample offset of a window's first frame centre from the window's centre sample
+        self.first_frame_offset = first_frame_offset
+        self.feature_stride = feature_stride
+        self.feature_offset = feature_offset
+        self.positions_per_window = positions_per_window
+        if context_frames % feature_stride or feature_stride % phases:
+            raise ValueError("context must be a multiple of the stride, the stride of the phases")
+        self.context_frames = context_frames
+        self.phases = phases
+        self.embedding_dim = embedding_dim
+        self.reflect_window_edges = reflect_window_edges
+
+    def __repr__(self):
+        return f"<Encoder {self.source_id} window={self.window_seconds:.3f}s dim={self.embedding_dim}>"
+
+    # ----- exact windows ---------------------------------------------------------------------
+
+    def window_spectrogram(self, audio: np.ndarray, centre_sample: int) -> torch.Tensor:
+        """[window_frames, mels]: the network's native input for the window centred there."""
+        first_centre = centre_sample + self.first_frame_offset
+        if self.reflect_window_edges:
+            # the window's audio alone, reflect-padded at its ends, as the network was trained
+            start = centre_sample + self.first_frame_offset
+            segment = zero_padded_segment(audio, start, start + self.window_samples)
+            return self.frontend.frames_reflect(segment)[: self.window_frames]
+        return self.frontend.frames(audio, first_centre, self.window_frames)
+
+    def _run_windows(self, audio: np.ndarray, centres: Sequence[int], what: str,
+                     batch: int = 16) -> np.ndarray:
+        outputs = []
+        with torch.inference_mode():
+            for i in range(0, len(centres), batch):
+                spectrograms = torch.stack([self.window_spectrogram(audio, int(c))
+                                            for c in centres[i:i + batch]]).to(self.device)
+                if what == "embedding":
+                    features = self.network.conv_features(spectrograms)      # [b, dim, positions]
+                    outputs.append(features.amax(dim=2).float().cpu().numpy())
+                else:
+                    outputs.append(torch.sigmoid(self.network.tag_logits(spectrograms)).float().cpu().numpy())
+        return np.concatenate(outputs, axis=0).astype(np.float32)
+
+    def embed_windows_exact(self, audio: np.ndarray, frame_times) -> np.ndarray:
+        """[N, D] reference embeddings: one network pass per window (slow)."""
+        audio = _check_audio(audio)
+        times = _check_times(frame_times)
+        if len(times) == 0:
+            return np.zeros((0, self.embedding_dim), dtype=np.float32)
+        centres = np.round(times * self.sample_rate).astype(np.int64)
+        return self._run_windows(audio, centres, "embedding")
+
+    def tag_windows(self, audio: np.ndarray) -> np.ndarray:
+        """[n_windows, 50] tag probabilities of non-overlapping native windows from time 0.
+
+        The last window is zero-padded; a song shorter than a window gives one window.
+        """
+        audio = _check_audio(audio)
+        n_windows = max(1, math.ceil(len(audio) / self.window_samples))
+        # window i starts at sample i·window_samples (its first frame is centred there)
+        centres = [i * self.window_samples - self.first_frame_offset for i in range(n_windows)]
+        return self._run_windows(audio, centres, "tags")
+
+    # ----- whole-song pass -------------------------------------------------------------------
+
+    def _feature_chunk(self, audio: np.ndarray, origin_frame: int, phase: int,
+                       first_position: int, n_positions: int) -> torch.Tensor:
+        """[n_positions, dim] features of one phase for positions [first, first + n)."""
+        hop = self.frontend.hop
+        phase_shift = phase * (self.feature_stride // self.phases)
+        first_frame = origin_frame + phase_shift + self.feature_stride * first_position - self.context_frames
+        n_frames = self.feature_stride * n_positions + 2 * self.context_frames + self.feature_stride
+        spectrogram = self.frontend.frames(audio, first_frame * hop, n_frames)
+        with torch.inference_mode():
+            features = self.network.conv_features(spectrogram[None].to(self.device))[0]  # [dim, P]
+        skip = self.context_frames // self.feature_stride
+        features = features[:, skip:skip + n_positions]
+        if features.shape[1] != n_positions:
+            raise RuntimeError("conv stack returned fewer positions than its geometry promises")
+        return features.T.float().cpu()
+
+    def embed_frames(self, audio: np.ndarray, frame_times, progress: ProgressCallback | None = None,
+                     chunk_seconds: float = 60.0) -> np.ndarray:
+        """[N, D] float32: embedding of the window centred on each frame time (seconds)."""
+        audio = _check_audio(audio)
+        times = _check_times(frame_times)
+        n_total = len(times)
+        result = np.zeros((n_total, self.embedding_dim), dtype=np.float32)
+        if n_total == 0:
+            return result
+        hop = self.frontend.hop
+        step = self.feature_stride // self.phases              # frames between merged positions
+        per_window = self.positions_per_window                 # positions pooled per window
+        reach = self.phases * (per_window - 1)                 # merged index span of a window
+
+        order = np.argsort(times, kind="stable")
+        # global frame coordinate of each window's first frame
+        first_frames = (np.round(times[order] * self.sample_rate) + self.first_frame_offset) / hop
+        origin = int(math.floor(first_frames.min()))
+        first_index = np.round((first_frames - origin) / step).astype(np.int64)   # merged index
+
+        chunk_positions = max(1, int(chunk_seconds * self.sample_rate / hop / self.feature_stride))
+        buffer = torch.zeros((0, self.embedding_dim))          # merged features from buffer_start
+        buffer_start = 0                                       # merged index of buffer[0]
+        next_position = 0                                      # next per-phase position to compute
+        done = 0
+        if progress is not None:
+            progress(0, n_total)
+        while done < n_total:
+            # compute one chunk of every phase and interleave: merged index = phases·p + phase
+            per_phase = [self._feature_chunk(audio, origin, q, next_position, chunk_positions)
+                         for q in range(self.phases)]
+            chunk = torch.stack(per_phase, dim=1).reshape(-1, self.embedding_dim)
+            buffer = torch.cat([buffer, chunk]) if len(buffer) else chunk
+            next_position += chunk_positions
+            available_end = self.phases * next_position
+            ready_end = int(np.searchsorted(first_index + reach, available_end, side="left"))
+            if ready_end > done:
+                starts = first_index[done:ready_end] - buffer_start
+                pooled = _strided_window_max(buffer.numpy(), self.phases, per_window)
+                result[order[done:ready_end]] = pooled[starts]
+                done = ready_end
+                if progress is not None:
+                    progress(done, n_total)
+            if done < n_total:
+                keep_from = int(first_index[done]) - buffer_start
+                keep_from -= keep_from % self.phases           # keep the phase interleaving aligned
+                if keep_from > 0:
+                    buffer = buffer[keep_from:].clone()
+                    buffer_start += keep_from
+        return result
+
+
+def _strided_window_max(features: np.ndarray, stride: int, count: int) -> np.ndarray:
+    """out[i] = max(features[i], features[i + stride], …, features[i + stride·(count-1)]).
+
+    Rows without a full window hold garbage and must not be used. O(rows·dim) per residue.
+    """
+    out = np.empty_like(features)
+    for residue in range(stride):
+        sequence = features[residue::stride]
+        if len(sequence) == 0:
+            continue
+        # centred filter on the sequence padded at its end: filtered[k] = max(padded[k - lead : k - lead + count])
+        padded = np.concatenate([sequence, np.full((count,) + sequence.shape[1:], -np.inf, sequence.dtype)])
+        filtered = scipy.ndimage.maximum_filter1d(padded, size=count, axis=0, mode="nearest")
+        lead = count // 2
+        shifted = filtered[lead:lead + len(sequence)]
+        out[residue::stride] = shifted
+    return out
+
+
+def _check_audio(audio) -> np.ndarray:
+    audio = np.asarray(audio)
+    if audio.ndim != 1:
+        raise TraeumerError(f"audio must be mono (1-D), got shape {audio.shape}")
+    if audio.dtype != np.float32:
+        audio = audio.astype(np.float32)
+    return audio
+
+
+def _check_times(frame_times) -> np.ndarray:
+    times = np.asarray(frame_times, dtype=np.float64).reshape(-1)
+    if not np.all(np.isfinite(times)):
+        raise TraeumerError("frame times must be finite numbers of seconds")
+    return times

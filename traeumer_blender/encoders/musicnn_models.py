@@ -1,0 +1,265 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""PyTorch ports of musicnn's MagnaTagATune taggers (MTT_vgg, MTT_musicnn).
+
+The weights come from the TF1 checkpoints inside the ``musicnn`` wheel (ISC license, Music
+Technology Group, Universitat Pompeu Fabra; see LICENSES/musicnn-ISC.txt).  They are read with
+our own checkpoint reader, converted once to PyTorch layout and cached by content digest.
+
+Architecture facts (from musicnn's model description): input log-mel patches of 187 frames ×
+96 mels; TF layers in NHWC with H = time, W = frequency; batch norm after the ReLU with
+epsilon 1e-3; TF "same" padding puts the odd extra pad at the end.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..errors import TraeumerError
+from ..paths import cache_dir, file_digest
+from .base import Encoder, TaggingNetwork
+from .frontend import MelFrontEnd, mel_filterbank_slaney
+from .tf_checkpoint import read_tf_checkpoint
+
+TF_BATCH_NORM_EPSILON = 1e-3
+CONVERTER_VERSION = "1"  # bump when the converted layout changes, so caches are rebuilt
+MUSICNN_PATCH_FRAMES = 187
+SAMPLE_RATE, N_FFT, HOP, N_MELS = 16000, 512, 256, 96
+
+
+class FrozenBatchNorm(torch.nn.Module):
+    """Inference batch norm as ``x·scale + shift`` over dimension 1 (channels)."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.register_buffer("scale", torch.ones(channels))
+        self.register_buffer("shift", torch.zeros(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        view = (1, -1) + (1,) * (x.dim() - 2)
+        return x * self.scale.view(view) + self.shift.view(view)
+
+    @staticmethod
+    def state_from_tf(tensors: dict, prefix: str) -> dict[str, torch.Tensor]:
+        gamma = tensors[f"{prefix}/gamma"].astype(np.float64)
+        beta = tensors[f"{prefix}/beta"].astype(np.float64)
+        mean = tensors[f"{prefix}/moving_mean"].astype(np.float64)
+        variance = tensors[f"{prefix}/moving_variance"].astype(np.float64)
+        scale = gamma / np.sqrt(variance + TF_BATCH_NORM_EPSILON)
+        return {"scale": torch.from_numpy(scale.astype(np.float32)),
+                "shift": torch.from_numpy((beta - mean * scale).astype(np.float32))}
+
+
+def _conv2d_state(tensors: dict, name: str) -> dict[str, torch.Tensor]:
+    """TF kernel [kh, kw, in, out] → torch [out, in, kh, kw]."""
+    kernel = tensors[f"{name}/kernel"]
+    return {"weight": torch.from_numpy(np.ascontiguousarray(kernel.transpose(3, 2, 0, 1))),
+            "bias": torch.from_numpy(tensors[f"{name}/bias"].copy())}
+
+
+def _dense_state(tensors: dict, name: str) -> dict[str, torch.Tensor]:
+    """TF kernel [in, out] → torch [out, in]."""
+    return {"weight": torch.from_numpy(np.ascontiguousarray(tensors[f"{name}/kernel"].T)),
+            "bias": torch.from_numpy(tensors[f"{name}/bias"].copy())}
+
+
+def _prefixed(prefix: str, state: dict) -> dict:
+    return {f"{prefix}.{key}": value for key, value in state.items()}
+
+
+class MttVgg(TaggingNetwork):
+    """musicnn's "vgg": 5 × (3×3 conv 128, ReLU, BN, max-pool), dense 50.
+
+    Last conv layer: 128 channels × 6 frequency bands × 11 time positions for a 187-frame patch
+    (time stride 16 frames); the embedding keeps the bands: 768 dims.
+    """
+
+    channels = 128
+    bands = 6
+
+    def __init__(self):
+        super().__init__()
+        self.input_norm = FrozenBatchNorm(1)
+        self.convs = torch.nn.ModuleList(
+            [torch.nn.Conv2d(1 if i == 0 else self.channels, self.channels, 3, padding=1) for i in range(5)])
+        self.norms = torch.nn.ModuleList([FrozenBatchNorm(self.channels) for _ in range(5)])
+        self.output = torch.nn.Linear(2 * self.channels, 50)
+        # (time, frequency) pooling windows and strides after convs 1..4 (TF "valid" pooling)
+        self.pools = [((4, 1), (2, 2)), ((2, 2), (2, 2)), ((2, 2), (2, 2)), ((2, 2), (2, 2))]
+
+    def last_conv(self, spectrogram: torch.Tensor) -> torch.Tensor:
+        """[B, T, 96] → [B, 128, T', 6] (after conv 5's ReLU and batch norm)."""
+        x = self.input_norm(spectrogram[:, None])                       # [B, 1, T, 96]
+        for i in range(5):
+            x = self.norms[i](F.relu(self.convs[i](x)))
+            if i < 4:
+                size, stride = self.pools[i]
+                x = F.max_pool2d(x, size, stride)
+        return x
+
+    def conv_features(self, spectrogram: torch.Tensor) -> torch.Tensor:
+        x = self.last_conv(spectrogram)                                 # [B, C, T', F']
+        batch, channels, positions, bands = x.shape
+        return x.permute(0, 1, 3, 2).reshape(batch, channels * bands, positions)
+
+    def tag_logits(self, spectrogram: torch.Tensor) -> torch.Tensor:
+        x = F.max_pool2d(self.last_conv(spectrogram), 4, 4)             # [B, 128, 2, 1]
+        flat = x.permute(0, 2, 3, 1).reshape(x.shape[0], -1)            # TF flatten order (t, f, c)
+        return self.output(flat)
+
+    @classmethod
+    def state_from_tf(cls, tensors: dict) -> dict:
+        state = _prefixed("input_norm", FrozenBatchNorm.state_from_tf(tensors, "batch_normalization"))
+        for i in range(5):
+            state.update(_prefixed(f"convs.{i}", _conv2d_state(tensors, f"{i + 1}CNN")))
+            state.update(_prefixed(f"norms.{i}", FrozenBatchNorm.state_from_tf(tensors, f"batch_normalization_{i + 1}")))
+        state.update(_prefixed("output", _dense_state(tensors, "dense")))
+        return state
+
+
+def _pad_time_same(x: torch.Tensor, kernel: int) -> torch.Tensor:
+    """TF "same" padding along the time axis (dim 2 of [B, C, T, F]): extra pad at the end."""
+    total = kernel - 1
+    return F.pad(x, (0, 0, total // 2, total - total // 2))
+
+
+class MttMusicnn(TaggingNetwork):
+    """musicnn: musically motivated front end, 3 dense 1-D conv layers, global pooling, 2 dense.
+
+    Time resolution is kept throughout (stride 1), so the song-wide pass is exact away from
+    the window edges.  Embedding: the 753 mid-end features max-pooled over time.
+    """
+
+    timbral_filters, temporal_filters, midend_filters = 204, 51, 64
+    timbral_kernels = [(7, 38), (7, 67)]      # (time, frequency), frequency "valid"
+    temporal_kernels = [128, 64, 32]          # time, "same"
+
+    def __init__(self):
+        super().__init__()
+        self.input_norm = FrozenBatchNorm(1)
+        self.timbral = torch.nn.ModuleList([torch.nn.Conv2d(1, self.timbral_filters, k) for k in self.timbral_kernels])
+        self.timbral_norms = torch.nn.ModuleList([FrozenBatchNorm(self.timbral_filters) for _ in self.timbral_kernels])
+        self.temporal = torch.nn.ModuleList([torch.nn.Conv2d(1, self.temporal_filters, (k, 1)) for k in self.temporal_kernels])
+        self.temporal_norms = torch.nn.ModuleList([FrozenBatchNorm(self.temporal_filters) for _ in self.temporal_kernels])
+        frontend_channels = 2 * self.timbral_filters + 3 * self.temporal_filters    # 561
+        self.midend = torch.nn.ModuleList([
+            torch.nn.Conv1d(frontend_channels if i == 0 else self.midend_filters, self.midend_filters, 7)
+            for i in range(3)])
+        self.midend_norms = torch.nn.ModuleList([FrozenBatchNorm(self.midend_filters) for _ in range(3)])
+        self.feature_dim = frontend_channels + 3 * self.midend_filters            # 753
+        self.pool_norm = FrozenBatchNorm(2 * self.feature_dim)
+        self.penultimate = torch.nn.Linear(2 * self.feature_dim, 200)
+        self.penultimate_norm = FrozenBatchNorm(200)
+        self.output = torch.nn.Linear(200, 50)
+
+    def conv_features(self, spectrogram: torch.Tensor) -> torch.Tensor:
+        x = self.input_norm(spectrogram[:, None])                       # [B, 1, T, 96]
+        branches = []
+        padded = F.pad(x, (0, 0, 3, 3))
+        for conv, norm in zip(self.timbral, self.timbral_norms):
+            branches.append(norm(F.relu(conv(padded))).amax(dim=3))     # [B, 204, T]
+        for kernel, conv, norm in zip(self.temporal_kernels, self.temporal, self.temporal_norms):
+            branches.append(norm(F.relu(conv(_pad_time_same(x, kernel)))).amax(dim=3))  # [B, 51, T]
+        frontend = torch.cat(branches, dim=1)                           # [B, 561, T]
+        layers = [frontend]
+        h = frontend
+        for i, (conv, norm) in enumerate(zip(self.midend, self.midend_norms)):
+            out = norm(F.relu(conv(F.pad(h, (3, 3)))))                  # [B, 64, T]
+            h = out if i == 0 else out + h
+            layers.append(h)
+        return torch.cat(layers, dim=1)                                 # [B, 753, T]
+
+    def tag_logits(self, spectrogram: torch.Tensor) -> torch.Tensor:
+        features = self.conv_features(spectrogram)
+        pooled = torch.stack([features.amax(dim=2), features.mean(dim=2)], dim=2)  # TF order: (c, {max, mean})
+        x = self.pool_norm(pooled.reshape(features.shape[0], -1))
+        x = self.penultimate_norm(F.relu(self.penultimate(x)))
+        return self.output(x)
+
+    @classmethod
+    def state_from_tf(cls, tensors: dict) -> dict:
+        state = _prefixed("input_norm", FrozenBatchNorm.state_from_tf(tensors, "batch_normalization"))
+        # TF names follow creation order: timbral 74, 77, temporal 128, 64, 32, mid-end 1..3
+        for i in range(2):
+            state.update(_prefixed(f"timbral.{i}", _conv2d_state(tensors, "conv2d" if i == 0 else f"conv2d_{i}")))
+            state.update(_prefixed(f"timbral_norms.{i}", FrozenBatchNorm.state_from_tf(tensors, f"batch_normalization_{i + 1}")))
+        for i in range(3):
+            state.update(_prefixed(f"temporal.{i}", _conv2d_state(tensors, f"conv2d_{i + 2}")))
+            state.update(_prefixed(f"temporal_norms.{i}", FrozenBatchNorm.state_from_tf(tensors, f"batch_normalization_{i + 3}")))
+        for i in range(3):
+            conv = _conv2d_state(tensors, f"conv2d_{i + 5}")             # [out, 1, 7, in]
+            state[f"midend.{i}.weight"] = conv["weight"][:, 0].permute(0, 2, 1).contiguous()  # [out, in, 7]
+            state[f"midend.{i}.bias"] = conv["bias"]
+            state.update(_prefixed(f"midend_norms.{i}", FrozenBatchNorm.state_from_tf(tensors, f"batch_normalization_{i + 6}")))
+        state.update(_prefixed("pool_norm", FrozenBatchNorm.state_from_tf(tensors, "batch_normalization_9")))
+        state.update(_prefixed("penultimate", _dense_state(tensors, "dense")))
+        state.update(_prefixed("penultimate_norm", FrozenBatchNorm.state_from_tf(tensors, "batch_normalization_10")))
+        state.update(_prefixed("output", _dense_state(tensors, "dense_1")))
+        return state
+
+
+_ARCHITECTURES = {"mtt_vgg": ("MTT_vgg", MttVgg), "mtt_musicnn": ("MTT_musicnn", MttMusicnn)}
+
+
+def musicnn_checkpoint_folder(model_folder: str) -> Path:
+    """Folder of a TF checkpoint inside the installed musicnn wheel (found without importing it)."""
+    spec = importlib.util.find_spec("musicnn")
+    if spec is None or not spec.submodule_search_locations:
+        raise TraeumerError("the musicnn package (its weights) is not installed: "
+                            "pip install --no-deps musicnn==0.1.0")
+    folder = Path(list(spec.submodule_search_locations)[0]) / model_folder
+    if not (folder / ".index").is_file():
+        raise TraeumerError(f"musicnn's {model_folder} checkpoint is missing from {folder}")
+    return folder
+
+
+def load_musicnn_network(name: str) -> tuple[TaggingNetwork, str]:
+    """Build the network ``name`` with converted weights (cached); return it and its digest."""
+    model_folder, architecture = _ARCHITECTURES[name]
+    folder = musicnn_checkpoint_folder(model_folder)
+    digest = hashlib.sha256()
+    for part in (".index", ".data-00000-of-00001"):
+        digest.update(file_digest(folder / part).encode())
+    digest.update(f"converter {CONVERTER_VERSION} {name}".encode())
+    content_id = digest.hexdigest()[:16]
+
+    cached = cache_dir("encoders") / f"{name}-{content_id}.pt"
+    network = architecture()
+    state = None
+    if cached.is_file():
+        try:
+            state = torch.load(cached, map_location="cpu", weights_only=True)
+            network.load_state_dict(state)
+        except Exception:  # a damaged or stale cache file is rebuilt, never trusted
+            state = None
+    if state is None:
+        tensors = read_tf_checkpoint(str(folder) + "/")
+        try:
+            state = architecture.state_from_tf(tensors)
+        except KeyError as missing:
+            raise TraeumerError(f"musicnn checkpoint {folder} lacks tensor {missing}") from None
+        network.load_state_dict(state)
+        temporary = cached.with_suffix(f".tmp{id(state)}")
+        torch.save(state, temporary)
+        temporary.replace(cached)
+    return network, content_id
+
+
+def make_musicnn_encoder(name: str, device: str = "cpu") -> Encoder:
+    network, content_id = load_musicnn_network(name)
+    frontend = MelFrontEnd(SAMPLE_RATE, N_FFT, HOP, mel_filterbank_slaney(SAMPLE_RATE, N_FFT, N_MELS), "log10_10000")
+    patch = MUSICNN_PATCH_FRAMES
+    common = dict(name=name, source_id=f"{name}:{content_id}", network=network, frontend=frontend,
+                  window_frames=patch, window_samples=patch * HOP,
+                  first_frame_offset=-(patch // 2) * HOP, device=device)
+    if name == "mtt_vgg":
+        # pool4 position p covers frames 16p … 16p+29: centre 16p + 14.5; 11 positions per patch
+        return Encoder(**common, feature_stride=16, feature_offset=14.5, positions_per_window=11,
+                       context_frames=64, phases=2, embedding_dim=MttVgg.channels * MttVgg.bands)
+    return Encoder(**common, feature_stride=1, feature_offset=0.0, positions_per_window=patch,
+                   context_frames=80, phases=1, embedding_dim=network.feature_dim)
