@@ -130,8 +130,18 @@ class Dense(nn.Module):
         self.bias_gain = lr_mul
         self.activate = activate
 
+    def _scaled(self):
+        """Cached runtime weight^T [in, out] and bias (the stored ones are fixed at inference)."""
+        key = (self.weight._version, self.bias._version, self.weight.data_ptr(), self.weight.device)
+        if getattr(self, "_cache_key", None) != key:
+            self._cache = ((self.weight.detach() * self.weight_gain).t().contiguous(),
+                           self.bias.detach() * self.bias_gain)
+            self._cache_key = key
+        return self._cache
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # [N, in] -> [N, out]
-        x = torch.addmm(self.bias * self.bias_gain, x, (self.weight * self.weight_gain).t())
+        w_t, b = self._scaled()
+        x = torch.addmm(b, x, w_t)
         if self.activate:
             x = F.leaky_relu(x, LRELU_SLOPE) * SQRT2
         return x
@@ -208,11 +218,30 @@ class StyledConv(nn.Module):
             y = y.clamp_(-self.clamp, self.clamp)
         return y
 
-    def modulated_weights(self, styles: torch.Tensor, gain: float) -> torch.Tensor:
-        """[N, out, in, 3, 3] demodulated per-sample weights (fp32), times gain."""
-        wt = (self.weight * self.weight_gain)[None] * styles[:, None, :, None, None]
-        d = torch.rsqrt(wt.square().sum(dim=[2, 3, 4]) + 1e-8) * gain
-        return wt * d[:, :, None, None, None]
+    def _prepared(self):
+        """Cached (scaled weight [out,in,3,3], its transpose [in,out,3,3], sum of squares [out,in])."""
+        key = (self.weight._version, self.weight.data_ptr(), self.weight.device)
+        if getattr(self, "_prep_key", None) != key:
+            w = (self.weight.detach().float() * self.weight_gain).contiguous()
+            self._prep = (w, w.transpose(0, 1).contiguous(), w.square().sum(dim=[2, 3]))
+            self._prep_key = key
+        return self._prep
+
+    def demod_coefficients(self, styles: torch.Tensor) -> torch.Tensor:
+        """[N, out]: 1 / |W * s| per output channel, from the cached sum of squares (no big temporaries)."""
+        wsq = self._prepared()[2]
+        return torch.rsqrt(styles.square() @ wsq.t() + 1e-8)
+
+    def modulated_weights(self, styles: torch.Tensor, gain: float, transposed: bool = False) -> torch.Tensor:
+        """Per-sample demodulated weights times gain, built in one pass over the weight tensor.
+
+        [N, out, in, 3, 3], or [N, in, out, 3, 3] if transposed (the layout conv_transpose2d wants).
+        """
+        w, w_t, _ = self._prepared()
+        coef = (self.demod_coefficients(styles) * gain)[:, :, None] * styles[:, None, :]   # [N, out, in]
+        if transposed:
+            return w_t[None] * coef.transpose(1, 2)[:, :, :, None, None]
+        return w[None] * coef[:, :, :, None, None]
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, mode: str) -> torch.Tensor:
         styles = self._styles(w)
@@ -220,10 +249,10 @@ class StyledConv(nn.Module):
         gain = SQRT2 * (4.0 if self.up else 1.0)   # act gain, FIR up-sampling gain
         if mode == "nongrouped":
             return self._forward_nongrouped(x, styles, gain)
-        wt = self.modulated_weights(styles, gain).to(self.dtype)
+        wt = self.modulated_weights(styles, gain, transposed=self.up).to(self.dtype)
         if n == 1:  # plain conv with this sample's weights (the "split" path runs one sample at a time)
             if self.up:
-                y = F.conv_transpose2d(x, wt[0].transpose(0, 1), stride=2)
+                y = F.conv_transpose2d(x, wt[0], stride=2)
                 return self._finish(blur_after_transposed_conv(y), bias_done=False)
             y = F.conv2d(x, wt[0], (self.bias * SQRT2).to(self.dtype), padding=1)
             return self._finish(y, bias_done=True)
@@ -231,20 +260,17 @@ class StyledConv(nn.Module):
         h, wd = x.shape[2], x.shape[3]
         xg = x.contiguous().reshape(1, n * self.in_ch, h, wd)
         if self.up:
-            wg = wt.transpose(1, 2).reshape(n * self.in_ch, self.out_ch, 3, 3)
-            y = F.conv_transpose2d(xg, wg, stride=2, groups=n)
+            y = F.conv_transpose2d(xg, wt.reshape(n * self.in_ch, self.out_ch, 3, 3), stride=2, groups=n)
             y = blur_after_transposed_conv(y)
         else:
-            wg = wt.reshape(n * self.out_ch, self.in_ch, 3, 3)
-            y = F.conv2d(xg, wg, padding=1, groups=n)
+            y = F.conv2d(xg, wt.reshape(n * self.out_ch, self.in_ch, 3, 3), padding=1, groups=n)
         y = y.reshape(n, self.out_ch, y.shape[2], y.shape[3])
         return self._finish(y, bias_done=False)
 
     def _forward_nongrouped(self, x, styles, gain):
         """Shared-weight conv; styles scale the input, demodulation scales the output."""
-        wt = self.weight * self.weight_gain                          # [out, in, 3, 3]
-        d = torch.rsqrt((wt.square().sum(dim=[2, 3])[None] * styles.square()[:, None, :]).sum(dim=2)
-                        + 1e-8)                                      # [N, out]
+        wt = self._prepared()[0]                                     # [out, in, 3, 3]
+        d = self.demod_coefficients(styles)                          # [N, out]
         s = styles
         if self.dtype == torch.float16:
             # keep fp16 in range: normalise weight and styles, undo it in d (exact in real arithmetic)
