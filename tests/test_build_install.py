@@ -225,10 +225,11 @@ def test_generate_from_audio_end_to_end_with_the_installed_wheels(linux_cpu_zip,
         settings.output_dir = {str(out_dir)!r}
         outcome = bpy.ops.traeumer.generate()
         client = worker_client.current_client()
-        libtorch = []
+        libtorch, mapped = [], []
         if client is not None:
             with open(f"/proc/{{client.pid}}/maps") as maps:
-                libtorch = sorted({{line.split()[-1] for line in maps if "libtorch" in line}})
+                mapped = sorted({{line.split()[-1] for line in maps if ".so" in line.split()[-1]}})
+            libtorch = [path for path in mapped if "libtorch" in path]
         track = settings.tracks.get("Song")
         cache = worker_client.user_cache_dir()
         cached = sorted(os.path.relpath(os.path.join(d, f), cache) for d, _, fs in os.walk(cache) for f in fs)
@@ -236,7 +237,7 @@ def test_generate_from_audio_end_to_end_with_the_installed_wheels(linux_cpu_zip,
         installed_bytes = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(extensions) for f in fs)
         emit(cache=cache, cached=cached, installed_mb=installed_bytes / 1e6)
         emit(outcome=sorted(outcome), worker_python=client.argv[0] if client else None,
-             libtorch=libtorch, state=track.state if track else None,
+             libtorch=libtorch, mapped=mapped, state=track.state if track else None,
              message=track.message if track else None,
              frame_count=track.frame_count if track else 0,
              site=os.path.join(bpy.utils.user_resource("EXTENSIONS"), ".local"))
@@ -254,6 +255,10 @@ def test_generate_from_audio_end_to_end_with_the_installed_wheels(linux_cpu_zip,
     assert result["libtorch"], "the worker did not load libtorch"
     for library in result["libtorch"]:
         assert library.startswith(result["site"] + os.sep), f"worker loaded {library}, not the installed wheels"
+    # nothing native from the developer's venv but numpy (the stand-in for Blender's own numpy)
+    venv = str(Path(sys.prefix).resolve()) + os.sep
+    from_venv = [path for path in result["mapped"] if path.startswith(venv) and "/numpy" not in path]
+    assert not from_venv, f"the worker loaded libraries from the developer's venv: {from_venv}"
     # first run: derived data (the converted encoder weights) lands in the extension's user folder
     assert result["cache"].startswith(str(tmp_path)) and os.sep + ".user" + os.sep in result["cache"]
     assert any(name.startswith("encoders" + os.sep) and name.endswith(".pt") for name in result["cached"]), \
