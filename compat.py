@@ -190,3 +190,12 @@ def set_video_output(scene, filepath: str) -> None:
     ffmpeg.audio_codec = "AAC"
     ffmpeg.audio_bitrate = 192
     scene.render.filepath = filepath
+
+
+def new_color_strip(scene, name: str, channel: int, frame_start: int, length: int):
+    """A colour strip; 5.0 takes ``length``, earlier versions ``frame_end``."""
+    editor = scene.sequence_editor or scene.sequence_editor_create()
+    strips = top_level_strips(editor)
+    if BLENDER_VERSION >= (5, 0, 0):
+        return strips.new_effect(name, "COLOR", channel, frame_start, length=length)
+    return strips.new_effect(name, "COLOR", channel, frame_start, frame_end=frame_start + length)

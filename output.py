@@ -157,6 +157,7 @@ def make_image(track, folder: str, frame_count: int, resolution: int):
         image = bpy.data.images.new(name, size, size)
     image.source = "SEQUENCE"
     image.filepath = stored_path(frame_file(folder, 0))
+    image.use_fake_user = True
     track.image_name = image.name
     return image
 
@@ -179,6 +180,8 @@ def make_material(track, image, frame_start: int, frame_count: int):
     links.new(emission.outputs["Emission"], output.inputs["Surface"])
     texture.image = image
     set_image_user(texture.image_user, frame_start, frame_count)
+    # nothing uses the material until the editor assigns it: keep it in the saved file anyway
+    material.use_fake_user = True
     track.material_name = material.name
     return material
 

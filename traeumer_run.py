@@ -142,8 +142,10 @@ def add_sound_strip(ext, scene, args):
     except RuntimeError as error:
         raise RunError(f"Blender cannot read {audio} as audio: {error}") from None
     fps = compat.scene_fps(scene)
+    first_frame = scene.frame_start
     if args.start:
         strip.frame_offset_start = round(args.start * fps)
+        strip.frame_start = first_frame - strip.frame_offset_start  # the visible part starts the scene
     if args.duration:
         frames = max(1, round(args.duration * fps))
         if frames < strip.frame_final_duration:

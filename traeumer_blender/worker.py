@@ -129,13 +129,6 @@ class Worker:
                 job = self.current
             if job is not None:
                 job.cancel.set()
-            # queued jobs are cancelled too
-            while True:
-                try:
-                    queued = self.jobs.get_nowait()
-                except queue.Empty:
-                    break
-                self.channel.send("cancelled", id=queued.id)
         elif cmd == "shutdown":
             with self.lock:
                 job = self.current
@@ -181,31 +174,32 @@ class Worker:
             job = self.jobs.get()
             with self.lock:
                 self.current = job
-            try:
-                if job.cmd == "generate":
-                    result = self._generate(job)
-                else:
-                    result = self._update(job)
-                self.channel.send("done", id=job.id, result=result)
-            except Cancelled:
-                self.channel.send("cancelled", id=job.id)
-            except _PipelineCancelled:
-                self.channel.send("cancelled", id=job.id)
-            except AudioUnreadable as error:
-                self.channel.send("error", id=job.id, kind="audio_unreadable", message=str(error))
-            except TraeumerError as error:
-                self.channel.send("error", id=job.id, kind="user", message=str(error))
-            except MemoryError:
-                self.channel.send("error", id=job.id, kind="user",
-                                  message="out of memory: try a smaller size or the CPU")
-            except Exception as error:  # a bug: report it, keep serving
-                traceback.print_exc()
-                self.channel.send("error", id=job.id, kind="internal",
-                                  message=f"internal error: {type(error).__name__}: {error}")
-            finally:
-                with self.lock:
-                    self.current = None
-                self.last_activity = time.monotonic()
+            event, fields = self._run_job(job)
+            # the worker is free before Blender hears the outcome, so a follow-up job is accepted
+            with self.lock:
+                self.current = None
+            self.last_activity = time.monotonic()
+            self.channel.send(event, id=job.id, **fields)
+
+    def _run_job(self, job):
+        """(event, fields) of a job's outcome."""
+        try:
+            if job.cancel.is_set():
+                raise Cancelled()
+            if job.cmd == "generate":
+                return "done", {"result": self._generate(job)}
+            return "done", {"result": self._update(job)}
+        except (Cancelled, _PipelineCancelled):
+            return "cancelled", {}
+        except AudioUnreadable as error:
+            return "error", {"kind": "audio_unreadable", "message": str(error)}
+        except TraeumerError as error:
+            return "error", {"kind": "user", "message": str(error)}
+        except MemoryError:
+            return "error", {"kind": "user", "message": "out of memory: try a smaller size or the CPU"}
+        except Exception as error:  # a bug: report it, keep serving
+            traceback.print_exc()
+            return "error", {"kind": "internal", "message": f"internal error: {type(error).__name__}: {error}"}
 
     def _reporters(self, job):
         """Callbacks handed to the engine: progress events and the cancel flag."""
