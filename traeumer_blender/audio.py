@@ -35,6 +35,9 @@ _CUTOFF_FRACTION = 0.94
 
 @dataclass(frozen=True)
 class AudioInfo:
+    """What the file's header says. For MP3 (and some Ogg) files the duration is libsndfile's
+    estimate and may exceed the decoded length by up to ~0.1 %; ``len(load_audio(...))`` is exact."""
+
     duration: float      # seconds
     sample_rate: int     # Hz of the file
     channels: int
@@ -97,6 +100,7 @@ class StreamingResampler:
         max_rate = max(self.up, self.down)
         n_taps = 2 * _HALF_LENGTH_ZEROS * max_rate + 1
         taps = scipy.signal.firwin(n_taps, _CUTOFF_FRACTION / max_rate, window=("kaiser", _KAISER_BETA))
+        self.lowpass = taps.copy()      # the designed filter (unit DC gain), for reference checks
         taps *= self.up
         delay = (n_taps - 1) // 2
         # put zeros in front so the delay is a multiple of `down`: output n then reads the

@@ -173,6 +173,7 @@ class Encoder:
         first_index = np.round((first_frames - origin) / step).astype(np.int64)   # merged index
 
         chunk_positions = max(1, int(chunk_seconds * self.sample_rate / hop / self.feature_stride))
+        positions_needed = -(-(int(first_index[-1]) + reach + 1) // self.phases)   # per phase
         buffer = torch.zeros((0, self.embedding_dim))          # merged features from buffer_start
         buffer_start = 0                                       # merged index of buffer[0]
         next_position = 0                                      # next per-phase position to compute
@@ -181,11 +182,12 @@ class Encoder:
             progress(0, n_total)
         while done < n_total:
             # compute one chunk of every phase and interleave: merged index = phases·p + phase
-            per_phase = [self._feature_chunk(audio, origin, q, next_position, chunk_positions)
+            count = max(1, min(chunk_positions, positions_needed - next_position))
+            per_phase = [self._feature_chunk(audio, origin, q, next_position, count)
                          for q in range(self.phases)]
             chunk = torch.stack(per_phase, dim=1).reshape(-1, self.embedding_dim)
             buffer = torch.cat([buffer, chunk]) if len(buffer) else chunk
-            next_position += chunk_positions
+            next_position += count
             available_end = self.phases * next_position
             ready_end = int(np.searchsorted(first_index + reach, available_end, side="left"))
             if ready_end > done:
