@@ -135,12 +135,14 @@ def test_w_stats_seeded_and_cached(tiny, tmp_path):
     assert np.allclose(w.std(0).numpy(), sigma, atol=1e-6)
 
 
-def test_bf16_on_cpu_is_close_to_fp32():
-    G = load_generator("default", device="cpu", precision="fp32")
-    p = gen_mod.bf16_psnr(G, n=2, resolution=64)
-    assert p >= 30.0, p                              # the auto rule needs 40 dB at full size
+def test_bf16_on_cpu_is_close_to_fp32(tiny):
+    cfg, sd, path = tiny
+    G = load_generator(path, device="cpu", precision="fp32")
+    p = gen_mod.bf16_psnr(G, n=2)
+    assert 40.0 <= p < 200, p          # close, but really computed in bf16 (not bit-identical)
     G.configure(G.device, "bf16")
-    img = G.synthesis(G.mapping(torch.randn(1, 512)), resolution=64)
+    assert G.net.synthesis.b32.conv1.dtype == torch.bfloat16
+    img = G.synthesis(_ws(G, 1))
     assert img.dtype == torch.float32
     if not gen_mod.cpu_has_native_bf16():
         assert gen_mod.pick_precision(G, G.device, "auto") == "fp32"

@@ -267,27 +267,37 @@ class StyledConv(nn.Module):
         y = y.reshape(n, self.out_ch, y.shape[2], y.shape[3])
         return self._finish(y, bias_done=False)
 
+    def _shared_kernel(self, gain):
+        """Cached shared-weight kernel for the non-grouped path: scaled weight x gain, in the layer
+        dtype and the layout of its conv; for fp16 divided by its largest magnitude (returned)."""
+        prep = self._prepared()
+        key = (self._prep_key, self.dtype, gain)
+        if getattr(self, "_kernel_key", None) != key:
+            w = prep[1] if self.up else prep[0]
+            w_max = float(w.abs().amax()) if self.dtype == torch.float16 else 1.0
+            self._kernel = ((w * (gain / w_max)).to(self.dtype).contiguous(), w_max)
+            self._kernel_key = key
+        return self._kernel
+
     def _forward_nongrouped(self, x, styles, gain):
         """Shared-weight conv; styles scale the input, demodulation scales the output."""
-        wt = self._prepared()[0]                                     # [out, in, 3, 3]
         d = self.demod_coefficients(styles)                          # [N, out]
+        k, w_max = self._shared_kernel(gain)
         s = styles
         if self.dtype == torch.float16:
-            # keep fp16 in range: normalise weight and styles, undo it in d (exact in real arithmetic)
-            w_max = wt.abs().amax()
+            # keep fp16 in range: normalised weight and styles, undone in d (exact in real arithmetic)
             s_max = s.abs().amax(dim=1, keepdim=True)
-            wt = wt / w_max
             s = s / s_max
-            d = d * w_max * s_max
+            d = d * (w_max * s_max)
         xs = x * s.to(x.dtype)[:, :, None, None]
-        wk = (wt * gain).to(self.dtype)
         if self.up:
-            y = F.conv_transpose2d(xs, wk.transpose(0, 1), stride=2)
-            y = blur_after_transposed_conv(y)
-        else:
-            y = F.conv2d(xs, wk, padding=1)
-        y = y.mul_(d.to(y.dtype)[:, :, None, None])
-        return self._finish(y, bias_done=False)
+            y = blur_after_transposed_conv(F.conv_transpose2d(xs, k, stride=2))
+            return self._finish(y.mul_(d.to(y.dtype)[:, :, None, None]), bias_done=False)
+        if x.shape[0] == 1:  # conv(x) * d + b == (conv(x) + b / d) * d: the bias rides in the conv
+            y = F.conv2d(xs, k, ((self.bias * SQRT2) / d[0]).to(self.dtype), padding=1)
+            return self._finish(y.mul_(d.to(y.dtype)[:, :, None, None]), bias_done=True)
+        y = F.conv2d(xs, k, padding=1)
+        return self._finish(y.mul_(d.to(y.dtype)[:, :, None, None]), bias_done=False)
 
 
 class ToRGB(nn.Module):
@@ -363,22 +373,46 @@ class SynthesisNetwork(nn.Module):
         """w indices (conv0, conv1, torgb) of block level k (b4 is k=0; its conv0 is absent)."""
         return (2 * level - 1, 2 * level, 2 * level + 1)
 
-    def forward(self, ws: torch.Tensor, resolution: Optional[int] = None, mode: str = "grouped",
-                record: Optional[list] = None):
-        """record: if a list, each block's ToRGB output is appended (for calibration/tests)."""
-        top = resolution or self.cfg.resolution
+    def _run(self, blocks, first, x, img, ws, mode, record):
         n = ws.shape[0]
-        if mode == "split" and n > 1 and record is None:
-            return torch.cat([self.forward(ws[i:i + 1], top, mode) for i in range(n)], dim=0)
-        blocks = [b for b in self.blocks() if b.resolution <= top]
-        x = self.const[None].expand(n, -1, -1, -1).to(blocks[0].dtype)
-        if self.channels_last and mode != "grouped":
-            x = x.contiguous(memory_format=torch.channels_last)
-        img = None
-        for k, block in enumerate(blocks):
+        for k in range(first, len(blocks)):
+            block = blocks[k]
             i0, i1, i2 = self.block_w_indices(k)
             wsb = ws[:, max(i0, 0):i2 + 1]
             if k == 0:
                 wsb = torch.cat([wsb[:, :1], wsb], dim=1)  # placeholder for the absent conv0
-            x, img = block(x, img, wsb, mode, record)
-        return img
+            m = mode
+            if mode == "auto-gpu":  # NVIDIA's choice: shared-weight conv for low-precision batches
+                m = "nongrouped" if (block.dtype != torch.float32 and n > 1) else "grouped"
+            x, img = block(x, img, wsb, m, record)
+        return x, img
+
+    def forward(self, ws: torch.Tensor, resolution: Optional[int] = None, mode: str = "grouped",
+                record: Optional[list] = None):
+        """record: if a list, each block's ToRGB output is appended (for calibration/tests).
+
+        mode "split" (the CPU path): the low-resolution blocks, whose activations are smaller
+        than their weights, run batched on the shared-weight path; from the first block where
+        the activations outgrow the weights, each sample runs alone with its own modulated
+        weights (plain convs, bias folded in, no extra passes over the big activations).
+        """
+        top = resolution or self.cfg.resolution
+        n = ws.shape[0]
+        blocks = [b for b in self.blocks() if b.resolution <= top]
+        x = self.const[None].expand(n, -1, -1, -1).to(blocks[0].dtype)
+        if self.channels_last and mode != "grouped":
+            x = x.contiguous(memory_format=torch.channels_last)
+        if mode != "split" or record is not None:
+            return self._run(blocks, 0, x, None, ws, mode if mode != "split" else "grouped", record)[1]
+        first = 0
+        while first < len(blocks) and blocks[first].resolution ** 2 < 9 * blocks[first].conv1.out_ch:
+            first += 1
+        x, img = self._run(blocks[:first], 0, x, None, ws, "nongrouped", None)
+        if first == len(blocks):
+            return img
+        outs = []
+        for i in range(n):
+            xi = x[i:i + 1]
+            imgi = None if img is None else img[i:i + 1]
+            outs.append(self._run(blocks, first, xi, imgi, ws[i:i + 1], "split", None)[1])
+        return torch.cat(outs, dim=0)
