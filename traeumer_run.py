@@ -81,9 +81,14 @@ def load_extension():
             if directory and os.path.realpath(directory) == os.path.realpath(parent):
                 import addon_utils
                 name = f"bl_ext.{repo.module}.{EXTENSION_ID}"
-                addon_utils.enable(name, default_set=False)
-                if name in bpy.context.preferences.addons:
-                    return importlib.import_module(name)
+                try:
+                    bpy.ops.extensions.repo_refresh_all()
+                except (RuntimeError, AttributeError):
+                    pass
+                # default_set=False: enable for this run only, the user's preferences stay as they are
+                module = addon_utils.enable(name, default_set=False)
+                if module is not None:
+                    return module
     if not _is_extension_root(HERE):
         raise RunError(f"no TräumerAI extension is enabled and {HERE} is not the extension's folder")
     # a source checkout: import it as a package and register it directly
@@ -256,6 +261,8 @@ def main(argv=None):
             raise RunError(f".blend file not found: {args.open_blend}")
         bpy.ops.wm.open_mainfile(filepath=os.path.abspath(args.open_blend))
     ext = load_extension()
+    print(f"traeumer_run: extension {ext.__name__} from {os.path.dirname(os.path.abspath(ext.__file__))}",
+          flush=True)
     scene = bpy.context.scene
     if args.audio:
         add_sound_strip(ext, scene, args)

@@ -90,6 +90,7 @@ class WorkerClient:
         self._ids = itertools.count(1)
         self._write_lock = threading.Lock()
         self.started_at = time.monotonic()
+        self.ready = {}   # the worker's "ready" event: pid, protocol, version, python
         try:
             self.process = subprocess.Popen(
                 argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -222,6 +223,7 @@ def ensure_client(python: str = "", idle_timeout: float = 600.0, timeout: float 
     while True:
         event = client.wait(max(0.0, min(1.0, deadline - time.monotonic())))
         if event is not None and event.get("event") == "ready":
+            client.ready = event
             break
         if event is not None and event.get("event") == "exit":
             raise WorkerDied(f"the worker could not start ({executable}): "

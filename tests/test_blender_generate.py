@@ -271,6 +271,29 @@ def test_traeumer_run_script_reports_bad_input(tmp_path):
     assert "no sound strip" in completed.stderr
 
 
+def test_traeumer_run_from_an_installed_extension_reports_a_failing_model(tmp_path):
+    """The script inside an installed (not yet enabled) extension enables that copy and runs the
+    job with it; a model file that fails to load ends the run with status 1 and the loader's
+    message, and no frames."""
+    user = tmp_path / "user"
+    installed = user / "extensions" / "user_default" / "traeumer"
+    installed.parent.mkdir(parents=True)
+    installed.symlink_to(REPO_ROOT, target_is_directory=True)
+    bad_model = tmp_path / "broken.pkl"
+    bad_model.write_bytes(b"\x80\x04not really a pickle" * 50)
+    env = dict(os.environ, BLENDER_USER_RESOURCES=str(user))
+    completed = subprocess.run(
+        [sys.executable, str(installed / "traeumer_run.py"), "--", "--audio", str(OGG),
+         "--out", str(tmp_path / "out"), "--duration", "1", "--fps", "4", "--size", "64",
+         "--model", str(bad_model)],
+        capture_output=True, text=True, timeout=300, env=env, cwd=str(tmp_path))
+    log = completed.stdout + completed.stderr
+    assert f"traeumer_run: extension bl_ext.user_default.traeumer from {installed}" in log, log[-3000:]
+    assert completed.returncode == 1, log[-3000:]
+    assert "traeumer_run: error:" in completed.stderr and "broken.pkl" in completed.stderr
+    assert not list((tmp_path / "out").glob("frame_*.png"))
+
+
 def test_bad_input_is_reported_and_blender_keeps_running(tmp_path, cache_env):
     song = tmp_path / "song.ogg"
     song.write_bytes(OGG.read_bytes())
@@ -418,7 +441,10 @@ emit(final_state=job.state, final_message=job.message, result=job.result, final_
         assert name.read_bytes().startswith(b"\x89PNG")
 
 
-def test_worker_lifecycle_ping_idle_timeout_and_disable(tmp_path):
+def test_worker_lifecycle_ping_idle_timeout_disable_and_other_python(tmp_path):
+    other_python = tmp_path / "venv" / "bin" / "python"   # a link to this Python, by another name
+    other_python.parent.mkdir(parents=True)
+    other_python.symlink_to(sys.executable)
     result = run_in_blender(SETUP.format(repo=str(REPO_ROOT)) + f"""
 import addon_utils
 prefs = bpy.context.preferences.addons[module].preferences
@@ -446,6 +472,15 @@ try:
 except ProcessLookupError:
     gone = True
 emit(stopped_on_disable=gone, client_after_disable=worker_client.current_client() is None)
+
+# the Worker Python preference: another Python runs the worker
+addon_utils.enable(module, default_set=True)
+preferences = extension_module(module, "preferences")
+worker_client = extension_module(module, "worker_client")
+bpy.context.preferences.addons[module].preferences.worker_python = {str(other_python)!r}
+client = worker_client.ensure_client(*preferences.worker_settings())
+emit(other_python=client.ready.get("python"))
+worker_client.stop_worker()
 """, tmp_path, timeout=300)
     assert result["pong"]["event"] == "pong"
     assert result["same"] is True, "the worker is kept alive between requests"
@@ -453,3 +488,4 @@ emit(stopped_on_disable=gone, client_after_disable=worker_client.current_client(
     assert "bye" in result["idle_events"] and result["idle_events"][-1] == "exit"
     assert result["alive_after_idle"] is False
     assert result["stopped_on_disable"] is True
+    assert result["other_python"] == str(other_python)
