@@ -47,6 +47,13 @@ class TaggingNetwork(torch.nn.Module):
     def tag_logits(self, spectrogram: torch.Tensor) -> torch.Tensor:  # -> [batch, n_tags]
         raise NotImplementedError
 
+    def conv_features_shifted(self, spectrogram: torch.Tensor, shifts: list[int]) -> list[torch.Tensor]:
+        """conv_features of the input started ``shift`` frames later, for each shift.
+
+        Networks with pooling override this to share the layers a shift does not change.
+        """
+        return [self.conv_features(spectrogram[:, shift:]) for shift in shifts]
+
 
 class Encoder:
     """A frozen music tagger turned into a per-frame embedder.
@@ -136,21 +143,28 @@ class Encoder:
 
     # ----- whole-song pass -------------------------------------------------------------------
 
-    def _feature_chunk(self, audio: np.ndarray, origin_frame: int, phase: int,
-                       first_position: int, n_positions: int) -> torch.Tensor:
-        """[n_positions, dim] features of one phase for positions [first, first + n)."""
+    def _feature_chunk(self, audio: np.ndarray, origin_frame: int, first_position: int,
+                       n_positions: int) -> torch.Tensor:
+        """[n_positions · phases, dim]: merged features for per-phase positions [first, first + n).
+
+        Merged row ``phases·p + q`` is position ``p`` of phase ``q`` (input shifted by q·step frames).
+        """
         hop = self.frontend.hop
-        phase_shift = phase * (self.feature_stride // self.phases)
-        first_frame = origin_frame + phase_shift + self.feature_stride * first_position - self.context_frames
+        step = self.feature_stride // self.phases
+        first_frame = origin_frame + self.feature_stride * first_position - self.context_frames
         n_frames = self.feature_stride * n_positions + 2 * self.context_frames + self.feature_stride
         spectrogram = self.frontend.frames(audio, first_frame * hop, n_frames)
-        with torch.inference_mode():
-            features = self.network.conv_features(spectrogram[None].to(self.device))[0]  # [dim, P]
         skip = self.context_frames // self.feature_stride
-        features = features[:, skip:skip + n_positions]
-        if features.shape[1] != n_positions:
-            raise RuntimeError("conv stack returned fewer positions than its geometry promises")
-        return features.T.float().cpu()
+        with torch.inference_mode():
+            per_phase = self.network.conv_features_shifted(
+                spectrogram[None].to(self.device), [q * step for q in range(self.phases)])
+            trimmed = []
+            for features in per_phase:                                 # [1, dim, positions]
+                features = features[0, :, skip:skip + n_positions]
+                if features.shape[1] != n_positions:
+                    raise RuntimeError("conv stack returned fewer positions than its geometry promises")
+                trimmed.append(features.T.float().cpu())
+        return torch.stack(trimmed, dim=1).reshape(-1, self.embedding_dim)
 
     def embed_frames(self, audio: np.ndarray, frame_times, progress: ProgressCallback | None = None,
                      chunk_seconds: float = 60.0) -> np.ndarray:
@@ -183,9 +197,7 @@ class Encoder:
         while done < n_total:
             # compute one chunk of every phase and interleave: merged index = phases·p + phase
             count = max(1, min(chunk_positions, positions_needed - next_position))
-            per_phase = [self._feature_chunk(audio, origin, q, next_position, count)
-                         for q in range(self.phases)]
-            chunk = torch.stack(per_phase, dim=1).reshape(-1, self.embedding_dim)
+            chunk = self._feature_chunk(audio, origin, next_position, count)
             buffer = torch.cat([buffer, chunk]) if len(buffer) else chunk
             next_position += count
             available_end = self.phases * next_position

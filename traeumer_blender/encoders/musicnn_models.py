@@ -44,6 +44,11 @@ class FrozenBatchNorm(torch.nn.Module):
         view = (1, -1) + (1,) * (x.dim() - 2)
         return x * self.scale.view(view) + self.shift.view(view)
 
+    def apply_(self, x: torch.Tensor) -> torch.Tensor:
+        """In place (x must be a fresh intermediate)."""
+        view = (1, -1) + (1,) * (x.dim() - 2)
+        return x.mul_(self.scale.view(view)).add_(self.shift.view(view))
+
     @staticmethod
     def state_from_tf(tensors: dict, prefix: str) -> dict[str, torch.Tensor]:
         gamma = tensors[f"{prefix}/gamma"].astype(np.float64)
@@ -94,16 +99,46 @@ class MttVgg(TaggingNetwork):
 
     def last_conv(self, spectrogram: torch.Tensor) -> torch.Tensor:
         """[B, T, 96] → [B, 128, T', 6] (after conv 5's ReLU and batch norm)."""
+        return self._last_conv_shifted(spectrogram, [0])[0]
+
+    def _last_conv_shifted(self, spectrogram: torch.Tensor, shifts: list[int]) -> list[torch.Tensor]:
+        """last_conv of the input started ``shift`` frames later, for each shift.
+
+        A shift that is a multiple of a pooling stride only shifts that pooling's output, so
+        the shifted inputs share every layer up to the first pooling whose grid they cross; only
+        then is the pooling repeated at the other offset.  ``variants`` holds the distinct
+        tensors of the current layer; ``pending[k] = (variant, shift left in this layer's units)``.
+        """
         x = self.input_norm(spectrogram[:, None])                       # [B, 1, T, 96]
+        variants = {(): x}
+        pending = [((), shift) for shift in shifts]
         for i in range(5):
-            x = self.norms[i](F.relu(self.convs[i](x)))
-            if i < 4:
-                size, stride = self.pools[i]
-                x = F.max_pool2d(x, size, stride)
-        return x
+            # channels-last is ~30 % faster for these convs on CPU; in-place ReLU/BN save passes
+            variants = {key: self.norms[i].apply_(
+                            self.convs[i](v.contiguous(memory_format=torch.channels_last)).relu_())
+                        for key, v in variants.items()}
+            if i == 4:
+                break
+            size, stride = self.pools[i]
+            pooled, moved = {}, []
+            for key, shift in pending:
+                offset = shift % stride[0]
+                new_key = key + (offset,)
+                if new_key not in pooled:
+                    pooled[new_key] = F.max_pool2d(variants[key][:, :, offset:], size, stride)
+                moved.append((new_key, shift // stride[0]))
+            variants, pending = pooled, moved
+        return [variants[key][:, :, shift:].contiguous() for key, shift in pending]
 
     def conv_features(self, spectrogram: torch.Tensor) -> torch.Tensor:
-        x = self.last_conv(spectrogram)                                 # [B, C, T', F']
+        return self._as_features(self.last_conv(spectrogram))
+
+    def conv_features_shifted(self, spectrogram: torch.Tensor, shifts: list[int]) -> list[torch.Tensor]:
+        return [self._as_features(x) for x in self._last_conv_shifted(spectrogram, shifts)]
+
+    @staticmethod
+    def _as_features(x: torch.Tensor) -> torch.Tensor:
+        """[B, C, T', F'] → [B, C·F', T'] (bands kept as separate features)."""
         batch, channels, positions, bands = x.shape
         return x.permute(0, 1, 3, 2).reshape(batch, channels * bands, positions)
 
