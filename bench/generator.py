@@ -46,25 +46,28 @@ def synthesis_flops(cfg: GeneratorConfig) -> float:
     return total
 
 
-def timed(fn, min_time=1.0, max_reps=5):
-    fn()  # warm-up
-    times = []
-    start = time.perf_counter()
-    while len(times) < max_reps and (not times or time.perf_counter() - start < min_time):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
+def interleaved(fns: dict, reps: int) -> dict:
+    """Best time of each function, the functions taking turns (fair on a machine shared with
+    others: a burst of load hits all of them, and the best of several runs filters it out)."""
+    for fn in fns.values():
+        fn()  # warm-up
+    times = {k: [] for k in fns}
+    for _ in range(reps):
+        for k, fn in fns.items():
+            t = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - t)
+    return {k: min(v) for k, v in times.items()}
 
 
-def conv_throughput(dtype=torch.float32) -> float:
-    best = 0.0
-    for fmt in (torch.contiguous_format, torch.channels_last):
-        x = torch.randn(1, 512, 64, 64).to(dtype=dtype, memory_format=fmt)
-        w = torch.randn(512, 512, 3, 3).to(dtype=dtype, memory_format=fmt)
-        t = timed(lambda: F.conv2d(x, w, padding=1), min_time=0.5)
-        best = max(best, 2 * 512 * 512 * 9 * 64 * 64 / t / 1e9)
-    return best
+CONV_FLOPS = 2 * 512 * 512 * 9 * 64 * 64
+
+
+def conv_fn(dtype=torch.float32, fmt=torch.channels_last):
+    """A large 3x3 conv (512->512 on 64x64, batch 1): the machine's reference throughput."""
+    x = torch.randn(1, 512, 64, 64).to(dtype=dtype, memory_format=fmt)
+    w = torch.randn(512, 512, 3, 3).to(dtype=dtype, memory_format=fmt)
+    return lambda: F.conv2d(x, w, padding=1)
 
 
 @torch.no_grad()
@@ -73,20 +76,24 @@ def main(argv=None):
     ap.add_argument("--res", type=int, nargs="+", default=[256, 1024])
     ap.add_argument("--batch", type=int, nargs="+", default=[1, 4, 8])
     ap.add_argument("--precision", nargs="+", default=["fp32", "bf16"])
-    ap.add_argument("--baseline-max-batch", type=int, default=4,
+    ap.add_argument("--baseline-max-batch", type=int, default=8,
                     help="largest batch timed with the straightforward implementation")
+    ap.add_argument("--reps", type=int, default=3, help="timed runs of each variant (best is kept)")
     args = ap.parse_args(argv)
     torch.manual_seed(0)
+    native_bf16 = cpu_has_native_bf16()
     print(f"# torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}, "
-          f"CPU capability {torch.backends.cpu.get_cpu_capability()}, native bf16: {cpu_has_native_bf16()}")
-    peak = {"fp32": conv_throughput(torch.float32)}
-    if "bf16" in args.precision:
-        peak["bf16"] = conv_throughput(torch.bfloat16)
-    print("machine conv throughput (512->512 3x3 @64x64): "
-          + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in peak.items()))
+          f"CPU capability {torch.backends.cpu.get_cpu_capability()}, native bf16: {native_bf16}")
+    peak = interleaved({"nchw": conv_fn(fmt=torch.contiguous_format), "cl": conv_fn(),
+                        "bf16": conv_fn(torch.bfloat16)}, reps=3)
+    print(f"machine conv throughput (512->512 3x3 @64x64, batch 1): fp32 NCHW {CONV_FLOPS / peak['nchw'] / 1e9:.0f}, "
+          f"fp32 channels_last {CONV_FLOPS / peak['cl'] / 1e9:.0f}, bf16 {CONV_FLOPS / peak['bf16'] / 1e9:.0f} GFLOP/s")
+    print("(each row below re-measures the fp32 conv, taking turns with the generator runs: "
+          "'% of conv' compares numbers measured under the same load)")
     print()
-    print("| res | batch | precision | img/s | ms/img | GFLOP/s | % of conv fp32 | vs straightforward |")
-    print("|---:|---:|---|---:|---:|---:|---:|---:|")
+    print("| res | batch | precision | img/s | ms/img | GFLOP/s | conv GFLOP/s | % of conv | straightforward ms/img | speed-up |")
+    print("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+    conv = conv_fn()
     for res in args.res:
         cfg = config_f(res)
         G = Generator(cfg, source_id="bench")
@@ -94,23 +101,33 @@ def main(argv=None):
         G.configure(torch.device("cpu"), "fp32")
         flops = synthesis_flops(cfg)
         sd = G.net.state_dict()
-        base = {}
         for batch in args.batch:
             ws = torch.randn(batch, cfg.n_latent, cfg.w_dim)
-            if batch <= args.baseline_max_batch:
-                base[batch] = timed(lambda: reference_synthesis(cfg, sd, ws), max_reps=2) / batch
             for prec in args.precision:
-                G.configure(torch.device("cpu"), prec)
-                t = timed(lambda: G.synthesis(ws), max_reps=3) / batch
+                if prec == "bf16" and not native_bf16 and batch > 1:
+                    continue  # ~10x slower without bf16 instructions; timed at batch 1 only
+                fns = {"conv": conv}
+
+                def run(prec=prec):
+                    if G.precision != prec:
+                        G.configure(torch.device("cpu"), prec)
+                    return G.synthesis(ws)
+                fns["gen"] = run
+                with_base = prec == "fp32" and batch <= args.baseline_max_batch
+                if with_base:
+                    fns["base"] = lambda: reference_synthesis(cfg, sd, ws)
+                best = interleaved(fns, reps=args.reps)
+                t = best["gen"] / batch
                 gf = flops / t / 1e9
-                ratio = f"{base[batch] / t:.2f}x" if batch in base else "-"
-                print(f"| {res} | {batch} | {prec} | {1 / t:.2f} | {t * 1e3:.0f} | {gf:.0f} | "
-                      f"{100 * gf / peak['fp32']:.0f}% | {ratio} |", flush=True)
+                conv_gf = CONV_FLOPS / best["conv"] / 1e9
+                base = f"{best['base'] / batch * 1e3:.0f} | {best['base'] / best['gen']:.2f}x" if with_base else "- | -"
+                print(f"| {res} | {batch} | {prec} | {1 / t:.2f} | {t * 1e3:.0f} | {gf:.0f} | {conv_gf:.0f} | "
+                      f"{100 * gf / conv_gf:.0f}% | {base} |", flush=True)
         if "bf16" in args.precision:
             G.configure(torch.device("cpu"), "fp32")
-            print(f"\nbf16 vs fp32 at {res} px, 4 random ws: PSNR {bf16_psnr(G, n=4):.1f} dB (min over images)\n",
+            print(f"\nbf16 vs fp32 at {res} px, 4 random ws: PSNR {bf16_psnr(G, n=4):.1f} dB (lowest of the 4)",
                   flush=True)
-        print(f"(nominal synthesis cost at {res} px: {flops / 1e9:.1f} GFLOP per image)\n")
+        print(f"\n(nominal synthesis cost at {res} px: {flops / 1e9:.1f} GFLOP per image)\n", flush=True)
 
 
 if __name__ == "__main__":

@@ -179,3 +179,16 @@ def test_default_generator_looks_like_abstract_paintings():
     # different ws give clearly different images
     diffs = [float((img[i] - img[j]).abs().mean()) for i in range(4) for j in range(i + 1, 4)]
     assert min(diffs) > 0.15, diffs
+
+
+def test_four_phase_transposed_conv_matches_conv_transpose2d():
+    from traeumer_blender.stylegan2.network import PHASE_CONV_MIN_SIZE, conv_transpose_s2
+    g = torch.Generator().manual_seed(4)
+    r = PHASE_CONV_MIN_SIZE
+    w = torch.randn(6, 5, 3, 3, generator=g)
+    for fmt in (torch.contiguous_format, torch.channels_last):
+        x = torch.randn(2, 6, r, r, generator=g).contiguous(memory_format=fmt)
+        got = conv_transpose_s2(x, w)
+        want = F.conv_transpose2d(x, w, stride=2)
+        assert got.shape == (2, 5, 2 * r + 1, 2 * r + 1)
+        assert float((got - want).abs().max()) <= 1e-4

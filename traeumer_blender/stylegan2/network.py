@@ -68,6 +68,34 @@ def blur_after_transposed_conv(y: torch.Tensor) -> torch.Tensor:
     return F.avg_pool2d(y, 2, stride=1)
 
 
+PHASE_CONV_MIN_SIZE = 64   # input size from which the 4-phase form beats conv_transpose2d (measured)
+
+
+def conv_transpose_s2(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """3x3 transposed conv, stride 2, no padding: x [N, in, r, r], w [in, out, 3, 3] -> [N, out, 2r+1, 2r+1].
+
+    For large inputs it runs as four ordinary convolutions, one per output phase (even/odd row x
+    even/odd column, kernels 2x2, 2x1, 1x2, 1x1 taken from w), written into the interleaved
+    output: the same multiply-adds, but oneDNN's plain convolutions are much faster on the CPU
+    than its transposed one.
+    """
+    r = x.shape[-1]
+    if r < PHASE_CONV_MIN_SIZE or x.shape[-2] != r:
+        return F.conv_transpose2d(x, w, stride=2)
+    wc = w.transpose(0, 1)                                   # [out, in, 3, 3]
+    n, c_out = x.shape[0], wc.shape[0]
+    fmt = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
+    out = torch.empty(n, c_out, 2 * r + 1, 2 * r + 1, dtype=x.dtype, device=x.device, memory_format=fmt)
+    out[:, :, 0::2, 0::2] = F.conv2d(x, wc[:, :, 0::2, 0::2].flip([2, 3]), padding=1)
+    out[:, :, 0::2, 1::2] = F.conv2d(x, wc[:, :, 0::2, 1:2].flip([2]), padding=(1, 0))
+    out[:, :, 1::2, 0::2] = F.conv2d(x, wc[:, :, 1:2, 0::2].flip([3]), padding=(0, 1))
+    if fmt == torch.channels_last:   # the 1x1 phase is a plain matrix product over channels
+        out[:, :, 1::2, 1::2] = (x.permute(0, 2, 3, 1) @ wc[:, :, 1, 1].t()).permute(0, 3, 1, 2)
+    else:
+        out[:, :, 1::2, 1::2] = F.conv2d(x, wc[:, :, 1:2, 1:2])
+    return out
+
+
 def upsample_skip(img: torch.Tensor) -> torch.Tensor:
     """Up-sample the RGB skip image x2 with the FIR (gain 4, padding 2/1): [N,C,L,L] -> [N,C,2L,2L]."""
     c = img.shape[1]
@@ -252,7 +280,7 @@ class StyledConv(nn.Module):
         wt = self.modulated_weights(styles, gain, transposed=self.up).to(self.dtype)
         if n == 1:  # plain conv with this sample's weights (the "split" path runs one sample at a time)
             if self.up:
-                y = F.conv_transpose2d(x, wt[0], stride=2)
+                y = conv_transpose_s2(x, wt[0])
                 return self._finish(blur_after_transposed_conv(y), bias_done=False)
             y = F.conv2d(x, wt[0], (self.bias * SQRT2).to(self.dtype), padding=1)
             return self._finish(y, bias_done=True)
@@ -291,7 +319,7 @@ class StyledConv(nn.Module):
             d = d * (w_max * s_max)
         xs = x * s.to(x.dtype)[:, :, None, None]
         if self.up:
-            y = blur_after_transposed_conv(F.conv_transpose2d(xs, k, stride=2))
+            y = blur_after_transposed_conv(conv_transpose_s2(xs, k))
             return self._finish(y.mul_(d.to(y.dtype)[:, :, None, None]), bias_done=False)
         if x.shape[0] == 1:  # conv(x) * d + b == (conv(x) + b / d) * d: the bias rides in the conv
             y = F.conv2d(xs, k, ((self.bias * SQRT2) / d[0]).to(self.dtype), padding=1)
