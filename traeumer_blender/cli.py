@@ -227,11 +227,25 @@ def cmd_inspect_model(args):
 def cmd_train_mapper(args):
     from .mapping import train_from_pairs_file
 
+    if args.labels:
+        return _train_from_label_set(args)
+
     result = train_from_pairs_file(args.pairs, args.out, model=args.model, encoder=args.encoder,
                                    steps=args.steps, seed=args.seed, device=args.device,
                                    progress=ProgressPrinter(quiet=args.quiet))
     print(f"mapper written to {args.out}: {result['pairs']} windows, L1 {result['l1_before']:.4f} -> "
           f"{result['l1_after']:.4f}")
+    return 0
+
+
+def _train_from_label_set(args):
+    from .labels import train_from_label_file
+
+    result = train_from_label_file(args.labels, args.out, model=args.model, steps=args.steps,
+                                   seed=args.seed, device=args.device,
+                                   progress=ProgressPrinter(quiet=args.quiet))
+    print(f"mapper written to {args.out}: {result['pairs']} clips, {result['windows']} windows, "
+          f"L1 {result['l1_after']:.4f} (zero-label mapping: {result['l1_zero_label']:.4f})")
     return 0
 
 
@@ -282,7 +296,9 @@ def build_parser():
     inspect.set_defaults(run=cmd_inspect_model)
 
     train = commands.add_parser("train-mapper", help="train the Eq. 1 mapper from labelled clips")
-    train.add_argument("--pairs", required=True, help="JSON file of labelled clips (see README)")
+    labelled = train.add_mutually_exclusive_group(required=True)
+    labelled.add_argument("--pairs", help="JSON file of labelled clips (see README)")
+    labelled.add_argument("--labels", help="label set file (.labels.npz) from Blender's Label panel")
     train.add_argument("--out", required=True, help="mapper file to write (.npz)")
     train.add_argument("--model", default="default")
     train.add_argument("--encoder", default="default")
