@@ -13,6 +13,8 @@ Requests::
     {"id": 3, "cmd": "update", "styles": PATH, "edits": PATH}
     {"id": 4, "cmd": "cancel"}                            # cancels the running job
     {"id": 5, "cmd": "shutdown"}
+    {"id": 6, "cmd": "label_candidates" | "label_add" | "label_suggest" | "label_train", "params": {...}}
+                                                          # labelling: see label_worker.py
 
 Events::
 
@@ -41,7 +43,7 @@ import threading
 import time
 import traceback
 
-from . import __version__
+from . import __version__, label_worker
 from .errors import TraeumerError
 
 PROTOCOL = 1
@@ -139,7 +141,7 @@ class Worker:
                     time.sleep(0.05)
             self._exit("shutdown")
             return "exit"
-        elif cmd in ("generate", "update"):
+        elif cmd in ("generate", "update") or cmd in label_worker.COMMANDS:
             with self.lock:
                 busy = self.current is not None or not self.jobs.empty()
             if busy:
@@ -186,6 +188,9 @@ class Worker:
         try:
             if job.cancel.is_set():
                 raise Cancelled()
+            if job.cmd in label_worker.COMMANDS:  # labelling requests: label_worker.py
+                progress, _styles_ready, cancel = self._reporters(job)
+                return "done", {"result": label_worker.run(job.cmd, job.request, progress, cancel)}
             if job.cmd == "generate":
                 return "done", {"result": self._generate(job)}
             return "done", {"result": self._update(job)}
