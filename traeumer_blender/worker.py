@@ -194,7 +194,7 @@ class Worker:
             if job.cmd == "generate":
                 return "done", {"result": self._generate(job)}
             return "done", {"result": self._update(job)}
-        except (Cancelled, _PipelineCancelled):
+        except Cancelled:
             return "cancelled", {}
         except AudioUnreadable as error:
             return "error", {"kind": "audio_unreadable", "message": str(error)}
@@ -202,7 +202,9 @@ class Worker:
             return "error", {"kind": "user", "message": str(error)}
         except MemoryError:
             return "error", {"kind": "user", "message": "out of memory: try a smaller size or the CPU"}
-        except Exception as error:  # a bug: report it, keep serving
+        except Exception as error:  # a bug (report it, keep serving), or the pipeline's Cancelled
+            if _is_pipeline_cancel(error):
+                return "cancelled", {}
             traceback.print_exc()
             return "error", {"kind": "internal", "message": f"internal error: {type(error).__name__}: {error}"}
 
@@ -231,11 +233,11 @@ class Worker:
                                         cancel=cancel, device=job.request.get("device") or "auto")
 
 
-try:
-    from .pipeline import Cancelled as _PipelineCancelled
-except ImportError:  # the pipeline imports nothing heavy at module level; be safe anyway
-    class _PipelineCancelled(Exception):
-        pass
+def _is_pipeline_cancel(error) -> bool:
+    """The pipeline's own Cancelled (imported lazily: "ready" must not wait for numpy/scipy)."""
+    from .pipeline import Cancelled as PipelineCancelled
+
+    return isinstance(error, PipelineCancelled)
 
 
 class AudioUnreadable(TraeumerError):
