@@ -213,22 +213,27 @@ def generate(ext, args):
     for warning in job.warnings:
         print(f"traeumer_run: warning: {warning}", file=sys.stderr, flush=True)
     last = {}
+    stages = {}   # stage -> [first event time, last event time]
+    started = time.monotonic()
 
     def show(job, event):
         kind = event.get("event")
+        now = time.monotonic()
         if kind == "progress":
-            now = time.monotonic()
             stage = event.get("stage")
+            stages.setdefault(stage, [now, now])[1] = now
             final = event.get("total") and event.get("done") == event.get("total")
             if final or now - last.get(stage, 0.0) >= 1.0:
                 last[stage] = now
-                print(f"traeumer_run: {job.status_text()}", flush=True)
+                print(f"traeumer_run: [{now - started:6.1f} s] {job.status_text()}", flush=True)
         elif kind == "styles":
-            print("traeumer_run: styles ready, style curves keyed", flush=True)
+            print(f"traeumer_run: [{now - started:6.1f} s] styles ready, style curves keyed", flush=True)
 
     jobs.run_blocking(job, on_event=show, timeout=args.timeout)
     if job.state == "DONE":
         print(f"traeumer_run: {job.message}", flush=True)
+        timing = ", ".join(f"{stage} {end - begin:.1f} s" for stage, (begin, end) in stages.items())
+        print(f"traeumer_run: stage times: {timing}", flush=True)
         return job
     if job.state == "CANCELLED":
         raise RunError(job.message, code=3)

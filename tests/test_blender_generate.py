@@ -217,7 +217,8 @@ def test_traeumer_run_script_at_fractional_rate_then_reopen_and_update(tmp_path,
         capture_output=True, text=True, timeout=600, env=env, cwd=str(tmp_path))
     log = completed.stdout + completed.stderr
     assert completed.returncode == 0, log[-6000:]
-    assert "traeumer_run: Render" in log and "traeumer_run: Generated 45 frames" in log
+    assert " s] Render 45/45" in log and "traeumer_run: Generated 45 frames" in log
+    assert "traeumer_run: stage times: load" in log
     assert sorted(p.name for p in out.glob("frame_*.png")) == [f"frame_{i:06d}.png" for i in range(1, 46)]
     with np.load(out / "styles.npz", allow_pickle=False) as styles:
         assert Fraction(int(styles["fps_num"]), int(styles["fps_den"])) == Fraction(30000, 1001)
