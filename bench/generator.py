@@ -79,7 +79,10 @@ def main(argv=None):
     ap.add_argument("--baseline-max-batch", type=int, default=8,
                     help="largest batch timed with the straightforward implementation")
     ap.add_argument("--reps", type=int, default=3, help="timed runs of each variant (best is kept)")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     native_bf16 = cpu_has_native_bf16()
     print(f"# torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}, "
