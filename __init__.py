@@ -5,9 +5,9 @@ Blender's side of the extension. It never imports torch: the engine
 (``traeumer_blender``) runs in a background worker process.
 """
 
-from . import operators, panels, preferences, properties, worker_client
+from . import label_properties, operators, panels, preferences, properties, worker_client
 
-_modules = (preferences, properties, operators, panels, worker_client)
+_modules = (preferences, properties, label_properties, operators, panels, worker_client)
 
 
 def register():

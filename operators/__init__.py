@@ -3,9 +3,9 @@
 
 import bpy
 
-from . import generate, strip
+from . import generate, label, strip
 
-classes = strip.classes + generate.classes
+classes = strip.classes + generate.classes + label.classes
 
 
 def register():
@@ -16,3 +16,4 @@ def register():
 def unregister():
     for cls in reversed(classes):
         bpy.utils.unregister_class(cls)
+    label.unregister_previews()

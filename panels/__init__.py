@@ -3,9 +3,9 @@
 
 import bpy
 
-from . import generate
+from . import generate, label
 
-classes = generate.classes
+classes = generate.classes + label.classes
 
 
 def register():

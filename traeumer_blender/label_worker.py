@@ -7,7 +7,8 @@ Requests (each answered like a generate job: progress events, then "done" with a
                                            base_w: [w_dim] | null, strength}}
         -> {"ws_path": ".../candidates_<seed>.npz", "images": [png, ...], "origins": [...], "size"}
     {"cmd": "label_add", "params": {set_path, name, model, encoder, device, audio, start,
-                                    duration, w: [w_dim], origin, thumbnail: png | ""}}
+                                    duration, w: [w_dim], origin, thumbnail: png | "",
+                                    audio_files: [...]}}
         -> {"pair_id", "pairs", "start", "duration", "path"}     (creates the set when missing)
     {"cmd": "label_suggest", "params": {set_path, encoder, audio_files: [...], clip_seconds}}
         -> {"audio", "start", "duration", "distance", "candidates"}
@@ -100,7 +101,8 @@ def _add(params, progress, cancel):
                                 np.asarray(params["w"], dtype=np.float32), params.get("origin") or {},
                                 thumbnail)
     progress("embed", 1, 1, 0.0)
-    label_set.add_audio_file(params["audio"])
+    for music in [params["audio"]] + list(params.get("audio_files") or []):
+        label_set.add_audio_file(music)
     label_set.save(path)
     pair = label_set.pairs[label_set.index_of(pair_id)]
     return {"pair_id": pair_id, "pairs": len(label_set), "start": pair["start"],

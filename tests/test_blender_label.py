@@ -1,0 +1,171 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Labelling in real Blender with the real worker and real music: choose clips (playhead, file,
+suggestion), pick candidate images through the operators, delete, export/import, train the
+mapping, and Generate with it. One Blender process runs the whole loop (the worker loads the
+generator and encoder once); the built-in generator, 32 px previews and few training steps keep
+it CI-sized."""
+
+import numpy as np
+import pytest
+
+from blender_harness import REPO_ROOT, SHARED_AUDIO, run_in_blender
+
+pytestmark = pytest.mark.blender
+
+OCEAN = SHARED_AUDIO / "hr-savino-ocean.ogg"
+HUNTING = SHARED_AUDIO / "hr-domina-hunting.ogg"
+
+
+def test_label_train_and_generate_with_the_trained_mapping(tmp_path):
+    blend = tmp_path / "project" / "taste.blend"
+    blend.parent.mkdir()
+    exported = tmp_path / "shared" / "exported.labels.npz"
+    exported.parent.mkdir()
+    result = run_in_blender(f"""
+import json, os
+import numpy as np
+from blender_support import enable_from_source, extension_module
+module = enable_from_source({str(REPO_ROOT)!r})
+label_properties = extension_module(module, "label_properties")
+labels = extension_module(module, "traeumer_blender.labels")
+pipeline_styles = None
+scene = bpy.context.scene
+emit(registered=[hasattr(bpy.types, n) for n in ("TRAEUMER_PT_label", "TRAEUMER_UL_label_pairs")],
+     has_settings=hasattr(scene, "traeumer_label"))
+scene.render.fps, scene.render.fps_base = 8, 1.0
+bpy.ops.wm.save_as_mainfile(filepath={str(blend)!r})
+settings = scene.traeumer_label
+settings.preview_size = "32"
+settings.candidate_count = 4
+
+# a sound strip showing 20-30 s of the music; the playhead in its middle
+strip = extension_module(module, "compat").new_sound_strip(scene, "Ocean", {str(OCEAN)!r}, channel=1, frame_start=1)
+strip.frame_offset_start = 160
+strip.frame_final_duration = 80
+scene.sequence_editor.active_strip = strip
+scene.frame_current = strip.frame_final_start + 40
+assert bpy.ops.traeumer.label_clip_playhead() == {{"FINISHED"}}
+emit(playhead_clip=[settings.clip_audio, settings.clip_start, settings.clip_duration, settings.clip_strip],
+     preview_range=[scene.use_preview_range, scene.frame_preview_start, scene.frame_preview_end,
+                    strip.frame_final_start, strip.frame_final_end])
+assert bpy.ops.traeumer.label_play() == {{"FINISHED"}}
+emit(play_frame=scene.frame_current)
+
+# candidates, then a pick: the first pair
+assert bpy.ops.traeumer.label_candidates(mode="RANDOM") == {{"FINISHED"}}
+emit(first_batch=[[c.seed, os.path.isfile(c.image)] for c in settings.candidates])
+first_ws = np.load(settings.candidates_ws)["ws"]
+assert bpy.ops.traeumer.label_pick(index=0) == {{"FINISHED"}}
+picked = [first_ws[0]]
+set_file = label_properties.set_path(scene)
+emit(set_file=set_file, pairs_after_first=len(settings.pairs))
+
+# "more like this" around candidate 1, then a file clip labelled with a variation
+assert bpy.ops.traeumer.label_candidates(mode="SIMILAR", index=1) == {{"FINISHED"}}
+similar_ws = np.load(settings.candidates_ws)["ws"]
+emit(variation_distance=float(np.abs(similar_ws - first_ws[1]).mean()),
+     batch_spread=float(np.abs(first_ws - first_ws[1]).mean() * 4 / 3),
+     similar_origin=json.loads(settings.candidates[0].origin_json))
+assert bpy.ops.traeumer.label_add_audio(filepath={str(HUNTING)!r}) == {{"FINISHED"}}
+hunting_index = [a.filepath for a in settings.audio_files].index({str(HUNTING)!r})
+assert bpy.ops.traeumer.label_clip_file(index=hunting_index, start=40.0) == {{"FINISHED"}}
+emit(file_clip=[settings.clip_audio, settings.clip_start, settings.clip_strip])
+assert bpy.ops.traeumer.label_pick(index=2) == {{"FINISHED"}}
+picked.append(similar_ws[2])
+
+# the suggestion: the least covered clip of the music (strip's file + added file)
+assert bpy.ops.traeumer.label_suggest() == {{"FINISHED"}}
+suggested = [settings.clip_audio, settings.clip_start, settings.clip_duration]
+emit(suggested=suggested)
+assert bpy.ops.traeumer.label_candidates(mode="RANDOM") == {{"FINISHED"}}
+third_ws = np.load(settings.candidates_ws)["ws"]
+emit(second_batch_seeds=[c.seed for c in settings.candidates])
+assert bpy.ops.traeumer.label_pick(index=3) == {{"FINISHED"}}
+picked.append(third_ws[3])
+
+# one pair too many: delete it again
+bpy.ops.traeumer.label_clip_file(index=0, start=0.0)
+assert bpy.ops.traeumer.label_pick(index=1) == {{"FINISHED"}}
+extra = settings.pairs[-1].name
+assert bpy.ops.traeumer.label_delete(pair=extra) == {{"FINISHED"}}
+stored = labels.LabelSet.load(set_file)
+emit(pairs=[[p.audio_name, p.start, os.path.isfile(p.thumbnail)] for p in settings.pairs],
+     file_pairs=[p["id"] for p in stored.pairs], extra=extra,
+     stored_ws_match=all(np.allclose(a, b) for a, b in zip(stored.ws, picked)),
+     windows=[len(e) for e in stored.embeddings], audio_files=stored.audio_files)
+
+# export, then import into a second set: the same pairs
+assert bpy.ops.traeumer.label_export(filepath={str(exported)!r}) == {{"FINISHED"}}
+settings.set_name = "Imported"
+assert bpy.ops.traeumer.label_import(filepath={str(exported)!r}) == {{"FINISHED"}}
+emit(imported=[p.name for p in settings.pairs])
+assert bpy.ops.traeumer.label_import(filepath={str(exported)!r}) == {{"FINISHED"}}
+emit(imported_twice=len(settings.pairs))
+settings.set_name = "My taste"
+bpy.ops.traeumer.label_reload()
+
+# train: the mapping becomes Generate's mapping
+settings.train_steps = 200
+assert bpy.ops.traeumer.label_train() == {{"FINISHED"}}
+job = extension_module(module, "operators.label").active_label_job()
+emit(train=job.result, mapper_path=scene.traeumer.mapper_path, mapper_file=settings.mapper_file,
+     report=settings.report)
+
+# Generate the first labelled clip with it
+scene.traeumer.size = 32
+assert bpy.ops.traeumer.generate() == {{"FINISHED"}}
+track = scene.traeumer.tracks["Ocean"]
+styles = np.load(bpy.path.abspath(track.styles_path))
+times = styles["frame_times"]
+first = stored.pairs[0]
+centres = first["start"] + 2.0 * np.arange(first["windows"]) + stored.window_seconds / 2
+frames = [int(np.argmin(np.abs(times - c))) for c in centres]
+emit(generate_state=track.state, generate_message=track.message, mapper_kind=str(styles["mapper_kind"]),
+     mapper_source=str(styles["mapper_source"]), centres=centres.tolist(),
+     frame_times=[float(times[f]) for f in frames],
+     generate_l1=float(np.abs(styles["raw_ws"][frames] - stored.ws[0]).mean()))
+bpy.ops.wm.save_mainfile()
+""", tmp_path / "run", timeout=600)
+
+    assert result["registered"] == [True, True] and result["has_settings"]
+    audio, start, duration, clip_strip = result["playhead_clip"]
+    assert audio == str(OCEAN) and clip_strip == "Ocean"
+    assert start == pytest.approx(20.0, abs=0.01) and duration == pytest.approx(10.0)
+    use_range, first, last, strip_start, strip_end = result["preview_range"]
+    assert use_range and (first, last) == (strip_start, strip_end - 1)
+    assert result["play_frame"] == first
+
+    assert [seed for seed, _ in result["first_batch"]] == [1, 2, 3, 4]
+    assert all(exists for _, exists in result["first_batch"])
+    assert result["set_file"] == str(blend.parent / "traeumer" / "labels" / "My taste.labels.npz")
+    assert result["pairs_after_first"] == 1
+    assert result["similar_origin"]["kind"] == "variation"
+    assert result["variation_distance"] < 0.6 * result["batch_spread"], "variations stay near the image"
+    assert result["file_clip"] == [str(HUNTING), 40.0, ""]
+
+    sugg_audio, sugg_start, sugg_duration = result["suggested"]
+    assert sugg_audio in (str(OCEAN), str(HUNTING)) and sugg_duration == pytest.approx(10.0)
+    labelled = [(str(OCEAN), 20.0), (str(HUNTING), 40.0)]
+    assert all(not (sugg_audio == a and abs(sugg_start - s) < 10.0) for a, s in labelled)
+    assert result["second_batch_seeds"] == [9, 10, 11, 12]
+
+    assert len(result["pairs"]) == 3 and all(thumb for _, _, thumb in result["pairs"])
+    assert result["extra"] not in result["file_pairs"] and len(result["file_pairs"]) == 3
+    assert result["stored_ws_match"] and result["windows"] == [4, 4, 4]
+    assert str(HUNTING) in result["audio_files"]
+    assert result["imported"] == result["file_pairs"] and result["imported_twice"] == 3
+
+    train = result["train"]
+    assert train["pairs"] == 3 and train["steps"] == 200
+    assert train["l1_after"] <= 0.5 * train["l1_zero_label"], train
+    assert result["mapper_path"] == "//traeumer/labels/My taste.mapper.npz" == result["mapper_file"]
+    print(f"\nL1 on labelled clips (Blender): trained {train['l1_after']:.4f}, "
+          f"zero-label {train['l1_zero_label']:.4f}; generated frames at the first clip's windows: "
+          f"{result['generate_l1']:.4f}")
+
+    assert result["generate_state"] == "DONE", result["generate_message"]
+    assert result["mapper_kind"] == "trained"
+    assert result["mapper_source"] == str(blend.parent / "traeumer" / "labels" / "My taste.mapper.npz")
+    assert np.allclose(result["frame_times"], result["centres"], atol=1 / 16)
+    # Generate reproduces the labelled w at the labelled clip far better than zero-label would
+    assert result["generate_l1"] < train["l1_zero_label"]
