@@ -183,7 +183,9 @@ class Encoder:
         order = np.argsort(times, kind="stable")
         # global frame coordinate of each window's first frame
         first_frames = (np.round(times[order] * self.sample_rate) + self.first_frame_offset) / hop
-        origin = int(math.floor(first_frames.min()))
+        # the grid is anchored at frame 0, so a frame's embedding does not depend on which
+        # other frames are asked for in the same call
+        origin = self.feature_stride * int(math.floor(first_frames.min() / self.feature_stride))
         first_index = np.round((first_frames - origin) / step).astype(np.int64)   # merged index
 
         chunk_positions = max(1, int(chunk_seconds * self.sample_rate / hop / self.feature_stride))

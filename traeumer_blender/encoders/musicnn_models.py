@@ -197,9 +197,9 @@ class MttMusicnn(TaggingNetwork):
         branches = []
         padded = F.pad(x, (0, 0, 3, 3))
         for conv, norm in zip(self.timbral, self.timbral_norms):
-            branches.append(norm(F.relu(conv(padded))).amax(dim=3))     # [B, 204, T]
+            branches.append(self._conv_relu_norm_max_over_frequency(conv, norm, padded))   # [B, 204, T]
         for kernel, conv, norm in zip(self.temporal_kernels, self.temporal, self.temporal_norms):
-            branches.append(norm(F.relu(conv(_pad_time_same(x, kernel)))).amax(dim=3))  # [B, 51, T]
+            branches.append(self._conv_relu_norm_max_over_frequency(conv, norm, _pad_time_same(x, kernel)))
         frontend = torch.cat(branches, dim=1)                           # [B, 561, T]
         layers = [frontend]
         h = frontend
@@ -208,6 +208,19 @@ class MttMusicnn(TaggingNetwork):
             h = out if i == 0 else out + h
             layers.append(h)
         return torch.cat(layers, dim=1)                                 # [B, 753, T]
+
+    @staticmethod
+    def _conv_relu_norm_max_over_frequency(conv, norm: FrozenBatchNorm, x: torch.Tensor) -> torch.Tensor:
+        """max over frequency of BN(ReLU(conv(x))), with BN and ReLU applied after the max.
+
+        Both are monotone per channel (BN decreasing where its scale is negative), so a
+        channel with a negative scale takes the minimum instead: its conv is negated, maxed,
+        and negated back.  Saves two passes over the large [B, C, T, F] tensor.
+        """
+        sign = torch.where(norm.scale < 0, -1.0, 1.0)
+        z = F.conv2d(x, conv.weight * sign.view(-1, 1, 1, 1), conv.bias * sign)
+        extreme = z.amax(dim=3) * sign.view(1, -1, 1)                   # [B, C, T]
+        return norm.apply_(extreme.relu_())
 
     def tag_logits(self, spectrogram: torch.Tensor) -> torch.Tensor:
         features = self.conv_features(spectrogram)

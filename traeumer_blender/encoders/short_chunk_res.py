@@ -70,6 +70,28 @@ class ShortChunkCnnRes(TaggingNetwork):
             x = getattr(self, f"layer{i + 1}")(x)
         return x.amax(dim=2)                                             # frequency is 1 here
 
+    def conv_features_shifted(self, spectrogram: torch.Tensor, shifts: list[int]) -> list[torch.Tensor]:
+        """conv_features of the input started ``shift`` frames later, for each shift.
+
+        Every block halves time, so an even shift of a block's input is a half-as-large shift
+        of its output: shifted inputs share all blocks until their shift turns odd, and only
+        from there on is a block run again on the input offset by one step.
+        """
+        x = self.spec_bn(spectrogram.transpose(1, 2)[:, None])          # [B, 1, mels, T]
+        variants = {(): x}
+        pending = [((), shift) for shift in shifts]
+        for i in range(7):
+            block = getattr(self, f"layer{i + 1}")
+            outputs, moved = {}, []
+            for key, shift in pending:
+                offset = shift % 2
+                new_key = key + (offset,)
+                if new_key not in outputs:
+                    outputs[new_key] = block(variants[key][..., offset:])
+                moved.append((new_key, shift // 2))
+            variants, pending = outputs, moved
+        return [variants[key][..., shift:].amax(dim=2) for key, shift in pending]
+
     def tag_logits(self, spectrogram: torch.Tensor) -> torch.Tensor:
         x = self.conv_features(spectrogram).amax(dim=2)                 # global max over time
         x = F.relu(self.bn(self.dense1(x)))                             # dropout is off at inference
@@ -84,8 +106,16 @@ class _StandIn(dict):
             self.update(state)
 
 
+# modules whose classes may appear in a training checkpoint's metadata (hyper-parameters)
+_METADATA_MODULES = ("pytorch_lightning", "lightning", "lightning_fabric", "argparse", "omegaconf", "types")
+
+
 def _load_checkpoint(path: Path) -> dict:
-    """torch.load with weights_only=True; metadata classes it refuses become plain stand-ins."""
+    """torch.load with weights_only=True; metadata classes it refuses become plain stand-ins.
+
+    Only classes of the training frameworks' metadata get a stand-in; any other global (a
+    function such as ``os.system`` in a malicious file) makes the load fail.
+    """
     allowed: list = []
     for _ in range(8):
         try:
@@ -93,10 +123,13 @@ def _load_checkpoint(path: Path) -> dict:
                 return torch.load(path, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as error:
             match = re.search(r"GLOBAL ([\w.]+)", str(error))
-            if not match or any(name == match.group(1) for _, name in allowed):
-                raise TraeumerError(f"{path} is not a loadable weights file: "
-                                    f"{str(error).splitlines()[0]}") from None
-            allowed.append((_StandIn, match.group(1)))
+            name = match.group(1) if match else ""
+            if (not match or any(name == known for _, known in allowed)
+                    or name.split(".")[0] not in _METADATA_MODULES):
+                what = f"refers to {name}" if name else "holds objects other than tensors"
+                raise TraeumerError(f"{path} is not a plain weights file: it {what}; "
+                                    f"refused, since loading it could run code from the file") from None
+            allowed.append((_StandIn, name))
         except (RuntimeError, EOFError, OSError, ValueError) as error:
             raise TraeumerError(f"cannot read {path} as a PyTorch checkpoint: "
                                 f"{str(error).splitlines()[0] if str(error) else type(error).__name__}") from None
@@ -144,5 +177,5 @@ def load_short_chunk_res(path, device: str = "cpu") -> Encoder:
     return Encoder(name="short_chunk_res", source_id=f"short_chunk_res:{digest}", network=network,
                    frontend=frontend, window_frames=INPUT_FRAMES, window_samples=INPUT_SAMPLES,
                    first_frame_offset=-(INPUT_SAMPLES // 2), feature_stride=128, feature_offset=0.0,
-                   positions_per_window=2, context_frames=384, phases=4, embedding_dim=512,
+                   positions_per_window=2, context_frames=384, phases=8, embedding_dim=512,
                    device=device, reflect_window_edges=True)
