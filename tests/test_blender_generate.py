@@ -72,8 +72,10 @@ bpy.ops.wm.save_as_mainfile(filepath={str(blend)!r})
 strip = compat.new_sound_strip(scene, "Frontiers", {str(MP3)!r}, channel=2, frame_start=5)
 strip.frame_offset_start = 8          # the first second is trimmed away
 strip.frame_final_duration = 24       # 3 s at 8 fps
+strip.sound.filepath = bpy.path.relpath(strip.sound.filepath)   # a //relative path
 scene.sequence_editor.active_strip = strip
 scene.traeumer.size = 64
+emit(sound_path=strip.sound.filepath)
 assert bpy.ops.traeumer.generate() == {{"FINISHED"}}   # background: execute() drives the worker
 track = scene.traeumer.tracks["Frontiers"]
 folder = bpy.path.abspath(track.output_dir)
@@ -168,6 +170,7 @@ emit(revert_state=job.state, restored=digests(folder) == before)
 bpy.ops.wm.save_mainfile()
 """, tmp_path / "run", timeout=600, env=cache_env)
 
+    assert result["sound_path"].startswith("//") and result["sound_path"].endswith("frontiers.mp3")
     assert result["state"] == "DONE", result["message"]
     assert result["output_dir"].startswith("//traeumer/Frontiers"), "default folder, relative to the .blend"
     assert result["styles_path"] == "//traeumer/Frontiers/styles.npz"
@@ -234,7 +237,8 @@ strip = output.find_strip(scene, track.image_strip)
 emit(track=track.name, state=track.state, styles_path=track.styles_path, output_dir=track.output_dir,
      fps=[scene.render.fps, round(scene.render.fps_base, 6)], strip=[strip.frame_final_start, len(strip.elements)],
      image=bpy.data.images[track.image_name].filepath, material=track.material_name in bpy.data.materials,
-     curves=len(style_curves.track_fcurves(scene, track)))
+     curves=len(style_curves.track_fcurves(scene, track)), size=scene.traeumer.size,
+     output_setting=scene.traeumer.output_dir)
 fcurve = fcurve_of(track, "middle_pc2")
 points = fcurve.keyframe_points
 k = max(1, len(points) // 3)
@@ -247,6 +251,7 @@ emit(update=job.state, message=job.message,
      expected=[int(f - track.frame_start) for f in range(int(left) + 1, int(right))])
 """, tmp_path / "reopen", timeout=600, env=cache_env)
     assert result["state"] == "DONE" and result["curves"] == 16 and result["material"] is True
+    assert result["size"] == 64 and result["output_setting"] == str(out)
     assert result["styles_path"].startswith("//") and result["output_dir"].startswith("//")
     assert result["fps"] == [30, 1.001]
     assert result["strip"] == [1, 45]
