@@ -167,5 +167,7 @@ bpy.ops.wm.save_mainfile()
     assert result["mapper_kind"] == "trained"
     assert result["mapper_source"] == str(blend.parent / "traeumer" / "labels" / "My taste.mapper.npz")
     assert np.allclose(result["frame_times"], result["centres"], atol=1 / 16)
-    # Generate reproduces the labelled w at the labelled clip far better than zero-label would
-    assert result["generate_l1"] < train["l1_zero_label"]
+    # Generate's frames at the labelled clip come close to the labelled w too (less close than the
+    # stored windows: Generate embeds frames on its own time grid, which moves the encoder's
+    # windows by up to 64 ms, and a mapping fitted on three clips is sensitive to that)
+    assert result["generate_l1"] < 0.75 * train["l1_zero_label"]
