@@ -486,6 +486,12 @@ worker_client = extension_module(module, "worker_client")
 bpy.context.preferences.addons[module].preferences.worker_python = {str(other_python)!r}
 client = worker_client.ensure_client(*preferences.worker_settings())
 emit(other_python=client.ready.get("python"))
+# that Python lacks the engine's packages (a bare interpreter): the job says so
+request = client.send("generate", params={{"audio": {str(OGG)!r}, "out_dir": {str(tmp_path / "out")!r}}})
+event = client.wait(60)
+while event is not None and event["event"] == "progress":
+    event = client.wait(60)
+emit(missing_packages=event)
 worker_client.stop_worker()
 """, tmp_path, timeout=300)
     assert result["pong"]["event"] == "pong"
@@ -495,3 +501,6 @@ worker_client.stop_worker()
     assert result["alive_after_idle"] is False
     assert result["stopped_on_disable"] is True
     assert result["other_python"] == str(other_python)
+    if result["missing_packages"]["event"] == "error":   # the link runs the base Python without the venv
+        assert "cannot import" in result["missing_packages"]["message"]
+        assert "Worker Python" in result["missing_packages"]["message"]

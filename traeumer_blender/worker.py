@@ -202,6 +202,12 @@ class Worker:
             return "error", {"kind": "user", "message": str(error)}
         except MemoryError:
             return "error", {"kind": "user", "message": "out of memory: try a smaller size or the CPU"}
+        except ImportError as error:
+            missing = getattr(error, "name", None) or str(error)
+            return "error", {"kind": "user", "message": (
+                f"the worker's Python ({sys.executable}) cannot import {missing}: install the extension "
+                f"zip made for your platform (it bundles torch), or set Preferences > Worker Python to a "
+                f"Python that has it")}
         except Exception as error:  # a bug (report it, keep serving), or the pipeline's Cancelled
             if _is_pipeline_cancel(error):
                 return "cancelled", {}
