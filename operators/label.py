@@ -46,9 +46,11 @@ def preview_icon(path: str) -> int:
         if _previews is None:
             import bpy.utils.previews
             _previews = bpy.utils.previews.new()
-        preview = _previews.get(path) or _previews.load(path, path, "IMAGE")
+        # a file written again under the same name (a new batch) gets a new preview
+        key = f"{path}:{os.stat(path).st_mtime_ns}"
+        preview = _previews.get(key) or _previews.load(key, path, "IMAGE")
         return preview.icon_id
-    except (RuntimeError, KeyError, ValueError):
+    except (RuntimeError, KeyError, ValueError, OSError):
         return 0
 
 

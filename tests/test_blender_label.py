@@ -35,6 +35,9 @@ emit(registered=[hasattr(bpy.types, n) for n in ("TRAEUMER_PT_label", "TRAEUMER_
 scene.render.fps, scene.render.fps_base = 8, 1.0
 bpy.ops.wm.save_as_mainfile(filepath={str(blend)!r})
 settings = scene.traeumer_label
+settings.location = "USER"
+emit(user_set_file=label_properties.set_path(scene))
+settings.location = "BLEND"
 settings.preview_size = "32"
 settings.candidate_count = 4
 
@@ -139,6 +142,9 @@ bpy.ops.wm.save_mainfile()
     assert all(exists for _, exists in result["first_batch"])
     assert result["set_file"] == str(blend.parent / "traeumer" / "labels" / "My taste.labels.npz")
     assert result["pairs_after_first"] == 1
+    user_file = result["user_set_file"].replace("\\", "/")
+    assert user_file.startswith(str(tmp_path / "run" / "blender_user")) and "/extensions/.user/" in user_file
+    assert user_file.endswith("/labels/My taste.labels.npz")
     assert result["similar_origin"]["kind"] == "variation"
     assert result["variation_distance"] < 0.6 * result["batch_spread"], "variations stay near the image"
     assert result["file_clip"] == [str(HUNTING), 40.0, ""]
