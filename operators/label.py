@@ -389,6 +389,9 @@ class TRAEUMER_OT_label_clip_file(bpy.types.Operator):
     index: IntProperty(name="File", default=-1, description="Music file of the list; -1: the active one")
     start: FloatProperty(name="Start", default=0.0, min=0.0, unit="TIME_ABSOLUTE")
 
+    def invoke(self, context, event):
+        return context.window_manager.invoke_props_dialog(self)
+
     def execute(self, context):
         scene = context.scene
         settings = scene.traeumer_label
