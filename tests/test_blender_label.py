@@ -114,6 +114,21 @@ job = extension_module(module, "operators.label").active_label_job()
 emit(train=job.result, mapper_path=scene.traeumer.mapper_path, mapper_file=settings.mapper_file,
      report=settings.report)
 
+# a long training run reports progress and can be cancelled; the trained mapping stays
+label_ops = extension_module(module, "operators.label")
+mapper_bytes = open(bpy.path.abspath(settings.mapper_file), "rb").read()
+params = dict(job.params, steps=100000)
+long_job = label_ops.LabelJob.start(bpy.context, "label_train", params, lambda *a: "unexpected")
+seen = []
+def on_event(job, event):
+    if event.get("event") == "progress" and event.get("stage") == "train":
+        seen.append(event["done"])
+        job.cancel()
+jobs = extension_module(module, "jobs")
+jobs.run_blocking(long_job, on_event=on_event)
+emit(long_state=long_job.state, long_progress=seen[:1], long_total=long_job.total,
+     mapper_kept=open(bpy.path.abspath(settings.mapper_file), "rb").read() == mapper_bytes)
+
 # Generate the first labelled clip with it
 scene.traeumer.size = 32
 assert bpy.ops.traeumer.generate() == {{"FINISHED"}}
@@ -128,6 +143,9 @@ emit(generate_state=track.state, generate_message=track.message, mapper_kind=str
      frame_times=[float(times[f]) for f in frames],
      generate_l1=float(np.abs(styles["raw_ws"][frames] - stored.ws[0]).mean()))
 bpy.ops.wm.save_mainfile()
+bpy.ops.wm.open_mainfile(filepath={str(blend)!r})
+scene = bpy.context.scene
+emit(reopened=[len(scene.traeumer_label.pairs), scene.traeumer.mapper_path, scene.traeumer_label.set_name])
 """, tmp_path / "run", timeout=600)
 
     assert result["registered"] == [True, True] and result["has_settings"]
@@ -169,6 +187,9 @@ bpy.ops.wm.save_mainfile()
           f"zero-label {train['l1_zero_label']:.4f}; generated frames at the first clip's windows: "
           f"{result['generate_l1']:.4f}")
 
+    assert result["long_state"] == "CANCELLED" and result["long_progress"] == [200]
+    assert result["long_total"] == 100000 and result["mapper_kept"]
+
     assert result["generate_state"] == "DONE", result["generate_message"]
     assert result["mapper_kind"] == "trained"
     assert result["mapper_source"] == str(blend.parent / "traeumer" / "labels" / "My taste.mapper.npz")
@@ -177,3 +198,4 @@ bpy.ops.wm.save_mainfile()
     # stored windows: Generate embeds frames on its own time grid, which moves the encoder's
     # windows by up to 64 ms, and a mapping fitted on three clips is sensitive to that)
     assert result["generate_l1"] < 0.75 * train["l1_zero_label"]
+    assert result["reopened"] == [3, "//traeumer/labels/My taste.mapper.npz", "My taste"]
