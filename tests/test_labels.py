@@ -247,3 +247,42 @@ def test_cli_train_mapper_from_a_label_set(labelled, cache, tmp_path):
          "--out", str(out), "--steps", "10"],
         capture_output=True, text=True, env=env, cwd=str(tmp_path), timeout=300)
     assert completed.returncode == 2 and "labelled for generator stylegan2:elsewhere" in completed.stderr
+
+
+def test_worker_requests_build_a_set_and_refuse_another_model(models, tmp_path):
+    import threading
+
+    from traeumer_blender import label_worker
+    from traeumer_blender.png import read_png
+
+    stages = []
+
+    def progress(stage, done, total, eta):
+        stages.append(stage)
+
+    cancel = threading.Event()
+    made = label_worker.run("label_candidates", {"params": {
+        "seed": 3, "count": 2, "size": 32, "out_dir": str(tmp_path / "candidates"), "device": "cpu"}},
+        progress, cancel)
+    ws = np.load(made["ws_path"])["ws"]
+    assert made["size"] == 32 and len(made["images"]) == 2 and ws.shape == (2, 512)
+    path = tmp_path / "set.labels.npz"
+    request = {"params": {"set_path": str(path), "name": "worker", "device": "cpu",
+                          "audio": str(AUDIO / "hr-savino-ocean.ogg"), "start": 55.0, "duration": 10.0,
+                          "w": ws[1].tolist(), "origin": made["origins"][1], "thumbnail": made["images"][1],
+                          "audio_files": [str(AUDIO / "hr-domina-hunting.ogg")]}}
+    added = label_worker.run("label_add", request, progress, cancel)
+    # a clip that would run past the end of the file is moved to end with it
+    ocean_seconds = 60.486
+    assert added["pairs"] == 1 and added["start"] == pytest.approx(ocean_seconds - 10.0, abs=0.01)
+    stored = L.LabelSet.load(path)
+    assert stored.name == "worker" and stored.pairs[0]["origin"] == {"kind": "seed", "seed": 4}
+    np.testing.assert_array_equal(stored.ws[0], ws[1])
+    thumbnail = read_png(made["images"][1])
+    np.testing.assert_array_equal(stored.thumbnails[0][::2, ::2], thumbnail)   # 32 px stored at 64
+    assert stored.audio_files == [str(AUDIO / "hr-savino-ocean.ogg"), str(AUDIO / "hr-domina-hunting.ogg")]
+    assert {"load", "render", "embed"} <= set(stages)
+    stored.generator_source_id = "stylegan2:another"
+    stored.save(path)
+    with pytest.raises(TraeumerError, match="labelled for generator stylegan2:another"):
+        label_worker.run("label_add", request, progress, cancel)
