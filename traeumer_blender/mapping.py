@@ -3,10 +3,24 @@
 
 μ, σ are the per-dimension mean and standard deviation of the generator's w (``G.w_stats()``),
 so every output stays inside the range the generator was trained on.
-``x`` is the standardised embedding, ``(e - m) / s``. A *trained* mapper keeps m, s of its
-training embeddings (an affine change of variables: the form of Eq. 1 is unchanged). The
-*zero-label* mapper (no training pairs) uses the statistics of the song being rendered itself
-(all its frames), so every song uses the whole style range, and a seeded random orthogonal W.
+``x`` is the standardised embedding. A *trained* mapper standardises with the mean and spread of
+its training embeddings, ``(e - m) / s`` (an affine change of variables: Eq. 1 keeps its form).
+
+The *zero-label* mapper (no training pairs) uses a seeded random orthogonal W, b = 0, and the
+statistics of the song being rendered itself (all frames of the excerpt), in two steps:
+
+1. centre on the song's mean embedding and divide by the song's RMS deviation (one number for all
+   dimensions, so the embedding's geometry is kept; a floor of 15 % of the mean embedding's RMS
+   keeps a song that hardly changes, e.g. silence, from being blown up to full range);
+2. "contrast": multiply by ``C^((p-1)/2)`` where C is the song's covariance of step 1 (normalised
+   to its mean eigenvalue) and p = ``ZERO_LABEL_CONTRAST``, then restore the RMS of step 1. The
+   song's principal axes keep their directions; their variances become proportional to the p-th
+   power of what they were, so the few large, slow changes of the music (a new section, another
+   piece) dominate the style and the many small frame-to-frame fluctuations recede.
+
+So every song uses the whole style range around μ, a song's mean always maps to μ (absolute
+looks carry no meaning without labels), and the same excerpt with the same seed always gives
+the same styles. A different excerpt of the same song has different statistics.
 
 Mapper files are ``.npz`` (loaded with ``allow_pickle=False``) and record the ``source_id`` of the
 encoder and of the generator they were made for; using one with another pair is refused.
@@ -40,6 +54,33 @@ def standardisation(embeddings: np.ndarray):
     return mean, np.maximum(spread, floor)
 
 
+ZERO_LABEL_CONTRAST = 2.0
+# step 1's floor, as a fraction of the RMS of the song's mean embedding
+_SONG_RMS_FLOOR = 0.15
+
+
+def song_standardise(embeddings: np.ndarray, contrast: float = ZERO_LABEL_CONTRAST) -> np.ndarray:
+    """Zero-label input standardisation with the song's own statistics (see the module docstring)."""
+    embeddings = np.asarray(embeddings, dtype=np.float64)
+    mean = embeddings.mean(axis=0)
+    centred = embeddings - mean
+    rms = float(np.sqrt(np.mean(centred ** 2))) if centred.size else 0.0
+    floor = _SONG_RMS_FLOOR * float(np.sqrt(np.mean(mean ** 2))) + 1e-12
+    x = centred / max(rms, floor)
+    if contrast == 1.0 or len(x) < 2 or rms <= 1e-9 * (1.0 + floor):
+        return x
+    covariance = x.T @ x / len(x)
+    eigenvalues, vectors = np.linalg.eigh(covariance)
+    eigenvalues = np.clip(eigenvalues, 0.0, None)
+    scale = eigenvalues.mean()
+    if scale <= 0:
+        return x
+    power = (eigenvalues / scale) ** ((contrast - 1.0) / 2.0)
+    y = (x @ vectors) * power @ vectors.T
+    y_rms = float(np.sqrt(np.mean(y ** 2)))
+    return y * (float(np.sqrt(np.mean(x ** 2))) / y_rms) if y_rms > 0 else y
+
+
 def random_orthogonal(rows: int, cols: int, seed: int) -> np.ndarray:
     """A seeded [rows, cols] matrix with orthonormal rows (rows <= cols) or columns."""
     rng = np.random.default_rng(np.random.SeedSequence([int(seed) & 0xFFFFFFFF, 0x7261554D]))
@@ -63,6 +104,7 @@ class Mapper:
     encoder_source_id: str = ""
     generator_source_id: str = ""
     seed: int = 0
+    contrast: float = ZERO_LABEL_CONTRAST  # zero-label input only (see song_standardise)
     info: dict = field(default_factory=dict)
 
     @property
@@ -80,10 +122,8 @@ class Mapper:
                 f"mapper expects {self.embedding_dim}-d embeddings, got shape {embeddings.shape}"
             )
         if self.input_mean is None:
-            mean, scale = standardisation(embeddings)
-        else:
-            mean, scale = self.input_mean, self.input_scale
-        return (embeddings - mean) / scale
+            return song_standardise(embeddings, self.contrast)
+        return (embeddings - self.input_mean) / self.input_scale
 
     def map(self, embeddings: np.ndarray) -> np.ndarray:
         """[N, embedding_dim] -> one w per row [N, w_dim] (float32)."""
@@ -122,6 +162,7 @@ class Mapper:
             "encoder_source_id": np.array(self.encoder_source_id),
             "generator_source_id": np.array(self.generator_source_id),
             "seed": np.array(int(self.seed)),
+            "contrast": np.array(float(self.contrast)),
             "info_json": np.array(json.dumps(self.info, sort_keys=True)),
         }
         buffer = io.BytesIO()
@@ -149,6 +190,7 @@ class Mapper:
                     encoder_source_id=str(data["encoder_source_id"]),
                     generator_source_id=str(data["generator_source_id"]),
                     seed=int(data["seed"]),
+                    contrast=float(data["contrast"]),
                     info=json.loads(str(data["info_json"])),
                 )
         except TraeumerError:
@@ -170,8 +212,8 @@ def zero_label_mapper(embedding_dim: int, w_mean, w_std, seed: int = 0,
                       encoder_source_id: str = "", generator_source_id: str = "") -> Mapper:
     """Eq. 1 without training: seeded orthogonal W, b = 0, song statistics for the input.
 
-    With standardised inputs and orthonormal rows each pre-activation has about unit variance,
-    so tanh stays in its responsive range and w spans roughly μ ± 2σ.
+    The input has unit RMS per dimension, so with orthonormal rows each pre-activation has about
+    unit variance: tanh stays in its responsive range and w spans roughly μ ± 2σ.
     """
     w_mean = np.asarray(w_mean, dtype=np.float64)
     w_std = np.asarray(w_std, dtype=np.float64)

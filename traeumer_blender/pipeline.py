@@ -349,7 +349,8 @@ def update_styles(styles_path, frame_indices, group_ws) -> list:
 # ----------------------------------------------------------------------------- rendering
 
 def default_batch(generator) -> int:
-    return 8 if str(getattr(generator, "device", "cpu")).startswith("cuda") else 2
+    """Frames per step (between progress events and cancel checks; one generator call on GPU)."""
+    return 8 if str(getattr(generator, "device", "cpu")).startswith("cuda") else 4
 
 
 def _to_uint8_images(images) -> np.ndarray:
@@ -374,7 +375,13 @@ def _render_batches(generator, layer_ws_for, indices, out_dir, resolution, batch
         chunk = indices[first:first + batch]
         ws = torch.from_numpy(np.ascontiguousarray(layer_ws_for(chunk), dtype=np.float32))
         with torch.no_grad():
-            images = generator.synthesis(ws.to(generator.device), resolution=resolution)
+            if _frame_by_frame(generator):
+                # a frame's pixels must not depend on which frames share its batch (resumed runs
+                # and re-renders give identical files); on the CPU a batch is no faster anyway
+                images = torch.cat([generator.synthesis(ws[k:k + 1], resolution=resolution)
+                                    for k in range(len(chunk))])
+            else:
+                images = generator.synthesis(ws.to(generator.device), resolution=resolution)
         pixels = _to_uint8_images(images)
         for index, image in zip(chunk, pixels):
             path = frame_path(out_dir, index)
@@ -382,6 +389,11 @@ def _render_batches(generator, layer_ws_for, indices, out_dir, resolution, batch
             written.append(path)
         report(stage, min(first + batch, total), total)
     return written
+
+
+def _frame_by_frame(generator) -> bool:
+    """One synthesis call per frame on the CPU; GPU batches trade bit-exact resumes for speed."""
+    return not str(getattr(generator, "device", "cpu")).startswith("cuda")
 
 
 def _frame_is_valid(out_dir, index, resolution) -> bool:
