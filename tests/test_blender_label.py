@@ -199,3 +199,26 @@ emit(reopened=[len(scene.traeumer_label.pairs), scene.traeumer.mapper_path, scen
     # windows by up to 64 ms, and a mapping fitted on three clips is sensitive to that)
     assert result["generate_l1"] < 0.75 * train["l1_zero_label"]
     assert result["reopened"] == [3, "//traeumer/labels/My taste.mapper.npz", "My taste"]
+
+
+def test_label_panel_and_settings_register_and_unregister_cleanly(tmp_path):
+    result = run_in_blender(f"""
+import addon_utils
+from blender_support import enable_from_source
+def state():
+    return {{"panel": hasattr(bpy.types, "TRAEUMER_PT_label"),
+            "operator": hasattr(bpy.types, "TRAEUMER_OT_label_pick"),
+            "settings": hasattr(bpy.types.Scene, "traeumer_label")}}
+module = enable_from_source({str(REPO_ROOT)!r})
+emit(enabled=state())
+addon_utils.disable(module, default_set=True)
+emit(disabled=state())
+addon_utils.enable(module, default_set=True)
+bpy.context.scene.traeumer_label.set_name = "again"
+emit(reenabled=state(), name=bpy.context.scene.traeumer_label.set_name)
+addon_utils.disable(module, default_set=True)
+""", tmp_path / "run", timeout=120)
+    everything = {"panel": True, "operator": True, "settings": True}
+    assert result["enabled"] == everything == result["reenabled"]
+    assert result["disabled"] == {"panel": False, "operator": False, "settings": False}
+    assert result["name"] == "again"
