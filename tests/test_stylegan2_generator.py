@@ -72,7 +72,13 @@ def test_preview_from_skip_branch_skips_top_layers(tiny):
 def test_api_shapes_types_and_errors(tiny):
     cfg, sd, path = tiny
     G = load_generator(path, device="auto", precision="auto")
-    assert G.device.type == "cpu" and G.precision == "fp32"   # no GPU, no native bf16 here -> fp32
+    if torch.cuda.is_available():
+        assert G.device.type == "cuda" and G.precision == "fp16"
+        G = load_generator(path, device="cpu", precision="auto")
+    assert G.device.type == "cpu"
+    # CPU: fp32, unless the CPU has bf16 instructions and bf16 keeps >= 40 dB
+    assert G.precision == ("bf16" if G.info.get("bf16_psnr_db", 0) >= 40 else "fp32")
+    assert gen_mod.cpu_has_native_bf16() or "bf16_psnr_db" not in G.info
     assert isinstance(G, torch.nn.Module)
     z = np.random.default_rng(0).standard_normal((2, G.z_dim)).astype(np.float32)
     ws = G.mapping(z)
@@ -159,11 +165,11 @@ def _bands(img):
 
 
 def test_default_generator_looks_like_abstract_paintings():
-    G = load_generator("default")
+    G = load_generator("default", device="cpu", precision="fp32")
     assert G.source_id == "default:v1" and G.resolution == 256 and G.device.type == "cpu"
     z = torch.randn(4, G.z_dim, generator=torch.Generator().manual_seed(0))
     img = G.synthesis(G.mapping(z))
-    again = load_generator("default").synthesis(G.mapping(z))
+    again = load_generator("default", device="cpu", precision="fp32").synthesis(G.mapping(z))
     assert torch.equal(img, again)                       # fixed seed: reproducible
     # full use of the colour range
     assert float(img.min()) <= -0.9 and float(img.max()) >= 0.9
