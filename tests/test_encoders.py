@@ -166,6 +166,10 @@ def test_embed_frames_edges_order_progress_and_cancel(vgg):
     one_by_one = np.concatenate([vgg.embed_frames(audio, [t]) for t in times])
     assert np.allclose(embeddings, one_by_one, atol=1e-4)     # independent of the other frames
 
+    sparse = np.array([0.2, 5.8])                                  # far apart: chunks skipped
+    assert np.allclose(vgg.embed_frames(audio, sparse, chunk_seconds=1.0),
+                       np.concatenate([vgg.embed_frames(audio, [t]) for t in sparse]), atol=1e-4)
+
     class Cancelled(Exception):
         pass
 

@@ -31,6 +31,8 @@ _HALF_LENGTH_ZEROS = 16
 _KAISER_BETA = 8.0
 # cut-off as a fraction of the lower Nyquist frequency (leaves room for the transition band)
 _CUTOFF_FRACTION = 0.94
+# input frames decoded before a trimmed start (MP3 frames are 1152 samples)
+_DECODER_PRE_ROLL_FRAMES = 8192
 
 
 @dataclass(frozen=True)
@@ -173,20 +175,25 @@ def load_audio(path, sample_rate: int = DEFAULT_SAMPLE_RATE, start: float = 0.0,
     with _open(path) as sound:
         rate_in = int(sound.samplerate)
         resampler = StreamingResampler(rate_in, sample_rate)
-        first_frame = int(round(start * rate_in))
+        up, down = (1, 1) if resampler.identity else (resampler.up, resampler.down)
+        # output sample n is the song's 16 kHz sample round(start·rate) + n, whatever the input
+        # rate, so a trimmed load equals the same slice of a whole-file load
+        first_output = int(round(start * sample_rate))
+        first_frame = first_output * down // up            # input frame at (or just before) it
         total_frames = sound.frames if sound.frames > 0 else None
         if total_frames is not None and first_frame >= total_frames:
             raise TraeumerError(
                 f"audio start {start:.3f} s is past the end of {path} ({total_frames / rate_in:.3f} s)")
         wanted = None if duration is None else int(round(duration * sample_rate))
 
-        # decode some input before `start` (a multiple of `down` samples) so the filter is settled
-        context = 0
-        if not resampler.identity and first_frame > 0:
-            span = len(resampler.taps) // resampler.up + 1
-            context = min(first_frame, -(-span // resampler.down) * resampler.down)
-        read_from = first_frame - context
-        skip_outputs = context * sample_rate // rate_in if context else 0
+        # decode some input before `start` so that the filter is settled and a compressed
+        # stream's decoder has the frames it refers back to (an MP3 frame may borrow bits from
+        # earlier ones: right after a seek it decodes wrongly).  Reading starts at a multiple of
+        # `down` input frames, where the resampler's output grid meets the input grid.
+        span = 0 if resampler.identity else len(resampler.taps) // resampler.up + 1
+        context = max(span, _DECODER_PRE_ROLL_FRAMES) if first_frame > 0 else 0
+        read_from = max(0, (first_frame - context) // down * down)
+        skip_outputs = first_output - read_from * up // down
 
         if read_from > 0:
             try:
@@ -195,7 +202,7 @@ def load_audio(path, sample_rate: int = DEFAULT_SAMPLE_RATE, start: float = 0.0,
                 raise TraeumerError(f"cannot seek to {start:.3f} s in {path}: {error}") from None
 
         if total_frames is not None:
-            expected = -(-(total_frames - first_frame) * sample_rate // rate_in)
+            expected = -(-(total_frames - first_frame) * up // down) + 1
             capacity = expected if wanted is None else min(expected, wanted)
         else:
             capacity = wanted if wanted is not None else sample_rate * 60
@@ -211,6 +218,8 @@ def load_audio(path, sample_rate: int = DEFAULT_SAMPLE_RATE, start: float = 0.0,
                 skip_outputs -= cut
             if wanted is not None:
                 samples = samples[: max(0, wanted - filled)]
+            if not np.all(np.isfinite(samples)):
+                raise TraeumerError(f"audio file {path} decodes to non-finite samples (NaN or infinity)")
             if filled + len(samples) > len(output):  # the header under-reported the length
                 grown = np.zeros(max(2 * len(output), filled + len(samples)), dtype=np.float32)
                 grown[:filled] = output[:filled]
@@ -240,7 +249,4 @@ def load_audio(path, sample_rate: int = DEFAULT_SAMPLE_RATE, start: float = 0.0,
         if decoded_frames == 0:
             raise TraeumerError(f"no audio could be decoded from {path}")
         raise TraeumerError(f"no audio in the requested range of {path} (start {start:.3f} s)")
-    result = output[:filled]
-    if not np.all(np.isfinite(result)):
-        raise TraeumerError(f"audio file {path} decodes to non-finite samples (NaN or infinity)")
-    return result
+    return output[:filled]

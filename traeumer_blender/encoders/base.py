@@ -214,7 +214,12 @@ class Encoder:
             if done < n_total:
                 keep_from = int(first_index[done]) - buffer_start
                 keep_from -= keep_from % self.phases           # keep the phase interleaving aligned
-                if keep_from > 0:
+                if keep_from >= len(buffer):
+                    # nothing buffered is needed any more: skip to the next window's chunk
+                    next_position = max(next_position, int(first_index[done]) // self.phases)
+                    buffer = torch.zeros((0, self.embedding_dim))
+                    buffer_start = self.phases * next_position
+                elif keep_from > 0:
                     buffer = buffer[keep_from:].clone()
                     buffer_start += keep_from
         return result
