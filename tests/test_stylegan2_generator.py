@@ -198,3 +198,21 @@ def test_four_phase_transposed_conv_matches_conv_transpose2d():
         want = F.conv_transpose2d(x, w, stride=2)
         assert got.shape == (2, 5, 2 * r + 1, 2 * r + 1)
         assert float((got - want).abs().max()) <= 1e-4
+
+
+def test_fp16_paths_match_fp32(tiny):
+    """The CUDA fp16 code paths (grouped, and non-grouped with normalised weights/styles for
+    batches, +-256 clamp) run here on the CPU's slow fp16 kernels to check their arithmetic."""
+    cfg, sd, path = tiny
+    G = load_generator(path, device="cpu", precision="fp32")
+    ws = _ws(G, 3)
+    ref = G.synthesis(ws)
+    G.configure(G.device, "fp16")
+    G.net.synthesis.channels_last = False      # as on CUDA
+    assert G.net.synthesis.b32.conv0.clamp == 256.0 and G.net.synthesis.b32.dtype == torch.float16
+    for mode in ("grouped", "auto-gpu"):
+        try:
+            out = G.net.synthesis(ws, None, mode).float().clamp(-1, 1)
+        except RuntimeError as exc:  # a CPU build without fp16 convolutions
+            pytest.skip(f"no fp16 convolution on this CPU: {exc}")
+        assert min(gen_mod.psnr(ref[i], out[i]) for i in range(3)) >= 50.0, mode
