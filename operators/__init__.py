@@ -11,6 +11,7 @@ classes = strip.classes + generate.classes + label.classes
 def register():
     for cls in classes:
         bpy.utils.register_class(cls)
+    label.register_handlers()
 
 
 def unregister():

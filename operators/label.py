@@ -701,8 +701,10 @@ class TRAEUMER_OT_label_import(bpy.types.Operator):
 
 def _finish_suggest(job, scene, result):
     set_clip(scene, result["audio"], result["start"], result["duration"])
+    skipped = result.get("skipped") or []
+    note = f"; {len(skipped)} file(s) could not be decoded" if skipped else ""
     return (f"Suggested: {os.path.basename(result['audio'])} from {result['start']:.0f} s "
-            f"(the least covered of {result['candidates']} clips)")
+            f"(the least covered of {result['candidates']} clips{note})")
 
 
 class TRAEUMER_OT_label_suggest(_LabelJobOperator, bpy.types.Operator):
@@ -801,5 +803,27 @@ classes = (TRAEUMER_OT_label_cancel, TRAEUMER_OT_label_clip_playhead, TRAEUMER_O
            TRAEUMER_OT_label_use_mapping)
 
 
+@bpy.app.handlers.persistent
+def _refresh_after_load(*_args):
+    """Thumbnails live in the session's temporary folder: write them again for an opened file."""
+    for scene in bpy.data.scenes:
+        settings = getattr(scene, "traeumer_label", None)
+        if settings is None or not len(settings.pairs):
+            continue
+        if all(os.path.isfile(pair.thumbnail) for pair in settings.pairs):
+            continue
+        try:
+            refresh_pairs(scene)
+        except (TraeumerError, OSError):
+            pass
+
+
+def register_handlers():
+    if _refresh_after_load not in bpy.app.handlers.load_post:
+        bpy.app.handlers.load_post.append(_refresh_after_load)
+
+
 def unregister_previews():
+    if _refresh_after_load in bpy.app.handlers.load_post:
+        bpy.app.handlers.load_post.remove(_refresh_after_load)
     _free_previews()

@@ -143,9 +143,13 @@ emit(generate_state=track.state, generate_message=track.message, mapper_kind=str
      frame_times=[float(times[f]) for f in frames],
      generate_l1=float(np.abs(styles["raw_ws"][frames] - stored.ws[0]).mean()))
 bpy.ops.wm.save_mainfile()
+thumbnails = [p.thumbnail for p in settings.pairs]
+for path in thumbnails:
+    os.remove(path)
 bpy.ops.wm.open_mainfile(filepath={str(blend)!r})
 scene = bpy.context.scene
-emit(reopened=[len(scene.traeumer_label.pairs), scene.traeumer.mapper_path, scene.traeumer_label.set_name])
+emit(reopened=[len(scene.traeumer_label.pairs), scene.traeumer.mapper_path, scene.traeumer_label.set_name],
+     thumbnails_back=all(os.path.isfile(p) for p in thumbnails))
 """, tmp_path / "run", timeout=600)
 
     assert result["registered"] == [True, True] and result["has_settings"]
@@ -199,6 +203,7 @@ emit(reopened=[len(scene.traeumer_label.pairs), scene.traeumer.mapper_path, scen
     # windows by up to 64 ms, and a mapping fitted on three clips is sensitive to that)
     assert result["generate_l1"] < 0.75 * train["l1_zero_label"]
     assert result["reopened"] == [3, "//traeumer/labels/My taste.mapper.npz", "My taste"]
+    assert result["thumbnails_back"], "an opened file gets its pairs' thumbnails again"
 
 
 def test_label_panel_and_settings_register_and_unregister_cleanly(tmp_path):

@@ -180,7 +180,7 @@ def test_labelled_clips_store_their_windows(labelled, models, tmp_path):
     assert all(Path(p).stat().st_size > 100 for p in thumbs)
 
 
-def test_suggest_next_clip_picks_the_farthest_unlabelled_clip(models):
+def test_suggest_next_clip_picks_the_farthest_unlabelled_clip(models, tmp_path):
     generator, encoder = models
     labels = L.new_label_set(generator, encoder)
     files = [AUDIO / "hr-savino-ocean.ogg", AUDIO / "hr-domina-hunting.ogg"]
@@ -194,7 +194,12 @@ def test_suggest_next_clip_picks_the_farthest_unlabelled_clip(models):
     assert second["candidates"] == first["candidates"] - _overlapping(first, first["clips"])
     assert (second["audio"], second["start"]) != (first["audio"], first["start"])
     L.label_clip(labels, encoder, generator, second["audio"], second["start"], second["duration"], w)
-    third = L.suggest_next_clip(labels, encoder, files)
+    not_music = tmp_path / "notes.mp3"
+    not_music.write_text("not audio")
+    third = L.suggest_next_clip(labels, encoder, files + [not_music])
+    assert third["skipped"] == [str(not_music)]
+    with pytest.raises(TraeumerError, match="none of the music files"):
+        L.suggest_next_clip(labels, encoder, [not_music])
     assert third["distance"] <= second["distance"] + 1e-9, "coverage grows: distances shrink"
     for clip in (third,):
         for pair in labels.pairs:

@@ -452,7 +452,8 @@ def suggest_next_clip(labels: LabelSet, encoder, audio_files, clip_seconds=CLIP_
                       step_seconds=SUGGEST_STEP, progress=None, cancel=None) -> dict:
     """Among clips of ``audio_files`` not overlapping a labelled clip, the one whose embedding
     (mean of its windows, standardised) is farthest from every labelled clip's, so a few labels
-    cover the user's music quickly. Returns {audio, start, duration, distance, candidates}."""
+    cover the user's music quickly. Files that cannot be decoded are skipped (listed in
+    "skipped"). Returns {audio, start, duration, distance, candidates, skipped, ...}."""
     from .audio import probe_audio
     from .paths import file_digest
 
@@ -466,15 +467,19 @@ def suggest_next_clip(labels: LabelSet, encoder, audio_files, clip_seconds=CLIP_
         raise TraeumerError("no music to suggest from: add audio files or sound strips")
     hop = labels.hop_seconds
     spans = labels.labelled_spans()
-    clips, features, all_windows = [], [], []
+    clips, features, all_windows, skipped = [], [], [], []
     for number, path in enumerate(files):
         if cancel is not None and (cancel.is_set() if hasattr(cancel, "is_set") else cancel()):
             from .pipeline import Cancelled
             raise Cancelled("cancelled")
         if progress is not None:
             progress("embed", number, len(files))
-        length = probe_audio(path).duration
-        centres, embeddings = file_window_embeddings(encoder, path, hop)
+        try:
+            length = probe_audio(path).duration
+            centres, embeddings = file_window_embeddings(encoder, path, hop)
+        except TraeumerError:
+            skipped.append(path)   # a file this Python cannot decode: suggest from the others
+            continue
         all_windows.append(embeddings)
         digest = file_digest(path)
         taken = [(s, e) for audio, d, s, e in spans if d == digest or audio == path]
@@ -490,6 +495,8 @@ def suggest_next_clip(labels: LabelSet, encoder, audio_files, clip_seconds=CLIP_
             start += float(step_seconds)
     if progress is not None:
         progress("embed", len(files), len(files))
+    if not all_windows:
+        raise TraeumerError(f"none of the music files could be decoded ({len(skipped)} tried)")
     labelled_windows = [e for e in labels.embeddings]
     mean, scale = standardisation(np.concatenate(all_windows + labelled_windows))
     candidate_features = np.stack([((f - mean) / scale).mean(axis=0) for f in features]) if features else np.zeros((0, len(mean)))
@@ -498,7 +505,7 @@ def suggest_next_clip(labels: LabelSet, encoder, audio_files, clip_seconds=CLIP_
     best, distances = farthest_clip(candidate_features, labelled_features)
     path, start, duration = clips[best]
     return {"audio": path, "start": float(start), "duration": float(duration),
-            "distance": float(distances[best]), "candidates": len(clips),
+            "distance": float(distances[best]), "candidates": len(clips), "skipped": skipped,
             "distances": [float(d) for d in distances],
             "clips": [[p, float(s), float(d)] for p, s, d in clips]}
 
