@@ -44,15 +44,24 @@ class TRAEUMER_PG_label_audio(bpy.types.PropertyGroup):
     filepath: StringProperty(name="File", subtype="FILE_PATH")
 
 
+def _set_changed(self, context):
+    """Another set was chosen (name or place): show its pairs."""
+    from .operators import label
+    try:
+        label.refresh_pairs(self.id_data)
+    except Exception:  # a damaged or foreign file: the panel shows no pairs; Reload reports why
+        self.pairs.clear()
+
+
 class TRAEUMER_PG_label_settings(bpy.types.PropertyGroup):
     set_name: StringProperty(name="Label Set", description="Name of the label set (its file name)",
-                             default="My taste")
+                             default="My taste", update=_set_changed)
     location: EnumProperty(
         name="Keep In",
         description="Where the label set file and its trained mapping are kept",
         items=[("BLEND", "Beside the .blend", "//traeumer/labels/ next to the saved .blend file"),
                ("USER", "User Folder", "The extension's user folder: shared by all .blend files")],
-        default="BLEND",
+        default="BLEND", update=_set_changed,
     )
     # the clip being labelled
     clip_audio: StringProperty(name="Clip Audio", subtype="FILE_PATH")

@@ -104,8 +104,8 @@ assert bpy.ops.traeumer.label_import(filepath={str(exported)!r}) == {{"FINISHED"
 emit(imported=[p.name for p in settings.pairs])
 assert bpy.ops.traeumer.label_import(filepath={str(exported)!r}) == {{"FINISHED"}}
 emit(imported_twice=len(settings.pairs))
-settings.set_name = "My taste"
-bpy.ops.traeumer.label_reload()
+settings.set_name = "My taste"      # choosing a set shows its pairs
+emit(back_to_first=len(settings.pairs))
 
 # train: the mapping becomes Generate's mapping
 settings.train_steps = 200
@@ -182,6 +182,7 @@ emit(reopened=[len(scene.traeumer_label.pairs), scene.traeumer.mapper_path, scen
     assert result["stored_ws_match"] and result["windows"] == [4, 4, 4]
     assert str(HUNTING) in result["audio_files"]
     assert result["imported"] == result["file_pairs"] and result["imported_twice"] == 3
+    assert result["back_to_first"] == 3
 
     train = result["train"]
     assert train["pairs"] == 3 and train["steps"] == 200
