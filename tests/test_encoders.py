@@ -145,7 +145,7 @@ def test_embed_frames_matches_exact_windows_on_real_music(vgg, ocean):
     # the exact window sees zero padding at its own edges; the song-wide pass sees the music
     assert cosine_rows(fast, exact).mean() > 0.97
     # with the window's real surroundings as context, the pooling agrees up to the song-wide
-    # grid's alignment (4 frames at most with 2 phases)
+    # grid's alignment (2 frames at most with 4 phases)
     hop, stride = 256, 16
     with_context = []
     with torch.inference_mode():
