@@ -45,6 +45,14 @@ def matmul_gflops() -> float:
 
 
 def max_rss_mb() -> float:
+    """Peak resident memory of this process image (VmHWM; getrusage's maxrss would also count
+    the parent's peak, which Linux carries across fork and exec)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 

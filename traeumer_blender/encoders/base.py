@@ -167,7 +167,7 @@ class Encoder:
         return torch.stack(trimmed, dim=1).reshape(-1, self.embedding_dim)
 
     def embed_frames(self, audio: np.ndarray, frame_times, progress: ProgressCallback | None = None,
-                     chunk_seconds: float = 60.0) -> np.ndarray:
+                     chunk_seconds: float = 30.0) -> np.ndarray:
         """[N, D] float32: embedding of the window centred on each frame time (seconds)."""
         audio = _check_audio(audio)
         times = _check_times(frame_times)
