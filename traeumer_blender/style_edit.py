@@ -185,20 +185,24 @@ def apply_edits(stored, values, baseline, names, groups, basis, w_avg, untruncat
     base = stored
     if np.any(truncation0 == 0):
         base = np.where((truncation0 == 0)[:, None, None], untruncated(), stored) if untruncated else stored
+    truncation_moved = delta[:, column["truncation"]] != 0
     for g in groups:
         shift = np.zeros_like(stored[:, g])
+        moved = truncation_moved.copy()
         for k in range(basis.shape[1]):
             name = f"{GROUP_NAMES[g]}_pc{k + 1}"
             if name in column:
                 shift += delta[:, column[name], None] * basis[g, k][None, :]
+                moved |= delta[:, column[name]] != 0
         intensity = values[:, column[f"{GROUP_NAMES[g]}_intensity"]]
         intensity0 = baseline[:, column[f"{GROUP_NAMES[g]}_intensity"]]
+        moved |= intensity != intensity0
         with np.errstate(divide="ignore", invalid="ignore"):
             scale = np.where(truncation0 != 0, truncation / truncation0, truncation)
             scale = scale * np.where(intensity0 != 0, intensity / intensity0, intensity)
-        result[:, g] = w_avg[None, :] + scale[:, None] * (base[:, g] + shift - w_avg[None, :])
-    unchanged = np.all(np.abs(delta) <= 0.0, axis=1)
-    result[unchanged] = stored[unchanged]
+        edited = w_avg[None, :] + scale[:, None] * (base[:, g] + shift - w_avg[None, :])
+        # a group none of whose curves moved keeps its stored style bit for bit
+        result[:, g] = np.where(moved[:, None], edited, stored[:, g])
     return result
 
 
