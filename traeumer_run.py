@@ -68,11 +68,15 @@ def parse_arguments(argv):
 
 def load_extension():
     """The extension's package: enabled install, else this script's own folder."""
-    for name in bpy.context.preferences.addons.keys():
+    for name in list(bpy.context.preferences.addons.keys()):
         if name.startswith("bl_ext.") and name.rsplit(".", 1)[-1] == EXTENSION_ID:
             module = importlib.import_module(name)
             if os.path.dirname(os.path.abspath(module.__file__)) == HERE or not _is_extension_root(HERE):
                 return module
+            # the script of another copy (a checkout) was run: that copy runs, the installed one
+            # is switched off for this run only (the preferences are not changed)
+            import addon_utils
+            addon_utils.disable(name, default_set=False)
     # this folder inside a known extension repository: enable it the regular way
     parent = os.path.dirname(HERE)
     if os.path.basename(HERE) == EXTENSION_ID:
