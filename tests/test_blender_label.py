@@ -199,10 +199,9 @@ emit(reopened=[len(scene.traeumer_label.pairs), scene.traeumer.mapper_path, scen
     assert result["mapper_kind"] == "trained"
     assert result["mapper_source"] == str(blend.parent / "traeumer" / "labels" / "My taste.mapper.npz")
     assert np.allclose(result["frame_times"], result["centres"], atol=1 / 16)
-    # Generate's frames at the labelled clip come close to the labelled w too (less close than the
-    # stored windows: Generate embeds frames on its own time grid, which moves the encoder's
-    # windows by up to 64 ms, and a mapping fitted on three clips is sensitive to that)
-    assert result["generate_l1"] < 0.75 * train["l1_zero_label"]
+    # Generate's frames at the labelled clip reproduce the labelled w as well (labelled windows are
+    # embedded with the music around them, as Generate embeds its frames)
+    assert result["generate_l1"] <= 0.5 * train["l1_zero_label"]
     assert result["reopened"] == [3, "//traeumer/labels/My taste.mapper.npz", "My taste"]
     assert result["thumbnails_back"], "an opened file gets its pairs' thumbnails again"
 

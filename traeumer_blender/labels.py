@@ -368,19 +368,27 @@ def clip_windows(encoder, audio_path, start, duration, hop_seconds=HOP_SECONDS):
     """(embeddings [windows, D], actual start, actual duration) of one clip.
 
     The clip is clamped to the file: a clip asked to start before 0 or run past the end is
-    moved so that it fits (a file shorter than the clip gives the whole file).
+    moved so that it fits (a file shorter than the clip gives the whole file). The windows are
+    embedded with the music around the clip as context, as Generate embeds its frames: a clip
+    cut out alone would show the encoder a silence-to-music step at its edges, and a mapping
+    trained on that would not recognise the clip when Generate plays it within the song.
     """
     from .audio import load_audio, probe_audio
 
     info = probe_audio(audio_path)
     duration = min(float(duration), info.duration)
     start = min(max(0.0, float(start)), max(0.0, info.duration - duration))
-    audio = load_audio(audio_path, sample_rate=encoder.sample_rate, start=start, duration=duration)
-    seconds = len(audio) / float(encoder.sample_rate)
+    context = float(encoder.window_seconds) / 2.0 + 0.05
+    audio_start = max(0.0, start - context)
+    audio_end = min(info.duration, start + duration + context)
+    audio = load_audio(audio_path, sample_rate=encoder.sample_rate, start=audio_start,
+                       duration=audio_end - audio_start)
+    loaded = len(audio) / float(encoder.sample_rate)
+    seconds = min(duration, loaded - (start - audio_start))
     if seconds <= 0:
         raise TraeumerError(f"clip of {audio_path} from {start:g} s is empty")
     centres = clip_window_centres(seconds, float(encoder.window_seconds), hop_seconds)
-    embeddings = np.asarray(encoder.embed_frames(audio, centres), dtype=np.float32)
+    embeddings = np.asarray(encoder.embed_frames(audio, centres + (start - audio_start)), dtype=np.float32)
     return embeddings, start, seconds
 
 
@@ -498,7 +506,8 @@ def suggest_next_clip(labels: LabelSet, encoder, audio_files, clip_seconds=CLIP_
     if not all_windows:
         raise TraeumerError(f"none of the music files could be decoded ({len(skipped)} tried)")
     labelled_windows = [e for e in labels.embeddings]
-    mean, scale = standardisation(np.concatenate(all_windows + labelled_windows))
+    # the music's own statistics: the space stays the same as labels are added
+    mean, scale = standardisation(np.concatenate(all_windows))
     candidate_features = np.stack([((f - mean) / scale).mean(axis=0) for f in features]) if features else np.zeros((0, len(mean)))
     labelled_features = np.stack([((e - mean) / scale).mean(axis=0) for e in labelled_windows]) \
         if labelled_windows else np.zeros((0, len(mean)))
