@@ -150,11 +150,11 @@ def test_embed_frames_matches_exact_windows_on_real_music(vgg, ocean):
     with_context = []
     with torch.inference_mode():
         for t in times:
-            first = int(round(t * 16000)) - 93 * hop
+            first = hop * int(np.floor((round(t * 16000) - 93 * hop) / hop + 0.5))   # song's frames
             spectrogram = vgg.frontend.frames(audio, first - 64 * hop, 187 + 128)
             features = vgg.network.conv_features(spectrogram[None])[0, :, 64 // stride:64 // stride + 11]
             with_context.append(features.amax(dim=1).numpy())
-    assert cosine_rows(fast, np.array(with_context)).mean() > 0.985
+    assert cosine_rows(fast, np.array(with_context)).mean() > 0.99
 
 
 def test_embed_frames_edges_order_progress_and_cancel(vgg):

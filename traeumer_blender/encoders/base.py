@@ -13,8 +13,13 @@ equal to, ``embed_windows_exact`` (which runs the network once per window).  Net
 feature grid is coarse run the song pass at several sub-stride offsets ("phases") and pick the
 one closest to each window.
 
-How close (MTT_vgg on the real music in ../shared/audio): mean cosine 0.96–0.98 to the exact
-windows, ≥ 0.99 to windows computed with their real surroundings as context.  The gap is the
+Exact windows of the musicnn networks are patches of the song's own spectrogram (frames on the
+song's 256-sample hop grid, the nearest patch to the window's centre), as musicnn's extractor
+cuts them: moving a window by half a hop (8 ms) alone changes MTT_vgg's embedding to a mean
+cosine of ~0.97 on techno, so a sample-accurate STFT per window would only add that jitter.
+
+How close (MTT_vgg on the real music in ../shared/audio): mean cosine ~0.975–0.98 to the exact
+windows, ≥ 0.995 to the same windows computed with their real surroundings as context.  The gap is the
 exact window's own zero padding: the conv layers answer the silence-to-music step at a window's
 first frames like an onset, and that time position wins the max-pool for about half of the
 features, so the exact embedding carries an artefact that moves with the window.  The song-wide
@@ -81,6 +86,7 @@ class Encoder:
                  reflect_window_edges: bool = False):
         self.name = name
         self.source_id = source_id
+        self.tag_names = list(MTAT_TAGS)                       # a copy callers may keep
         self.device = torch.device(device)
         self.network = network.to(self.device).eval()
         self.frontend = frontend
@@ -98,6 +104,7 @@ class Encoder:
         self.phases = phases
         self.embedding_dim = embedding_dim
         self.reflect_window_edges = reflect_window_edges
+        self.snap_to_frames = not reflect_window_edges
 
     def __repr__(self):
         return f"<Encoder {self.source_id} window={self.window_seconds:.3f}s dim={self.embedding_dim}>"
@@ -107,6 +114,12 @@ class Encoder:
     def window_spectrogram(self, audio: np.ndarray, centre_sample: int) -> torch.Tensor:
         """[window_frames, mels]: the network's native input for the window centred there."""
         first_centre = centre_sample + self.first_frame_offset
+        if self.snap_to_frames:
+            # the patch of the song's own spectrogram nearest to the window (as musicnn's
+            # extractor cuts patches); a sub-hop STFT offset alone changes these networks'
+            # embeddings as much as the song-wide approximation does
+            hop = self.frontend.hop
+            first_centre = hop * int(math.floor(first_centre / hop + 0.5))
         if self.reflect_window_edges:
             # the window's audio alone, reflect-padded at its ends, as the network was trained
             start = centre_sample + self.first_frame_offset
