@@ -313,6 +313,24 @@ def build_parser():
     return parser
 
 
+def _silence_native_stderr():
+    """Keep Python's stderr, drop what C libraries write to file descriptor 2.
+
+    Decoders (libmpg123 inside libsndfile) print notes such as "Illegal Audio-MPEG-Header"
+    straight to fd 2; the user gets our one-line error instead. TRAEUMER_DEBUG=1 keeps them.
+    """
+    try:
+        sys.stderr.flush()
+        python_stderr = os.dup(2)
+        sys.stderr = open(python_stderr, "w", encoding="utf-8", errors="backslashreplace",
+                          buffering=1, closefd=True)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        os.close(devnull)
+    except OSError:
+        pass
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not _debug():
@@ -321,6 +339,8 @@ def main(argv=None) -> int:
     try:
         if argv[:1] == ["worker"]:
             return cmd_worker(argv[1:])
+        if not _debug():
+            _silence_native_stderr()
         args = build_parser().parse_args(argv)
         return int(args.run(args) or 0)
     except (TraeumerError, UsageError) as error:
