@@ -251,6 +251,7 @@ class Generator(nn.Module):
                 layer.dtype = dt
                 layer.clamp = (self.cfg.conv_clamp if (dt == torch.float16 and self.cfg.conv_clamp) else None)
         self.net.synthesis.channels_last = device.type == "cpu"
+        self.net.synthesis.cpu_workers = torch.get_num_threads() if device.type == "cpu" else 1
         self.precision = precision
 
     def save(self, path) -> None:

@@ -36,6 +36,7 @@ Three ways to run a modulated convolution (same maths, different speed):
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, asdict
 from typing import Dict, List, Optional
 
@@ -392,6 +393,7 @@ class SynthesisNetwork(nn.Module):
             in_ch = ch[r // 2] if r > 4 else ch[4]
             setattr(self, f"b{r}", SynthesisBlock(r, in_ch, ch[r], cfg.w_dim, cfg.img_channels))
         self.channels_last = False
+        self.cpu_workers = 1   # "split" path: samples of a batch run in this many threads
 
     def blocks(self):
         return [getattr(self, f"b{r}") for r in self.block_resolutions]
@@ -432,15 +434,31 @@ class SynthesisNetwork(nn.Module):
             x = x.contiguous(memory_format=torch.channels_last)
         if mode != "split" or record is not None:
             return self._run(blocks, 0, x, None, ws, mode if mode != "split" else "grouped", record)[1]
+        workers = min(n, self.cpu_workers)
+        if workers <= 1:
+            return self._split(blocks, x, ws, None)
+        # Samples in parallel, one core each: no OpenMP barriers between the many operations
+        # (measured 2-6x faster than 2 OpenMP threads per op on a busy 2-core machine).
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                return self._split(blocks, x, ws, pool)
+        finally:
+            torch.set_num_threads(threads)
+
+    def _split(self, blocks, x, ws, pool):
         first = 0
         while first < len(blocks) and blocks[first].resolution ** 2 < 9 * blocks[first].conv1.out_ch:
             first += 1
         x, img = self._run(blocks[:first], 0, x, None, ws, "nongrouped", None)
         if first == len(blocks):
             return img
-        outs = []
-        for i in range(n):
-            xi = x[i:i + 1]
-            imgi = None if img is None else img[i:i + 1]
-            outs.append(self._run(blocks, first, xi, imgi, ws[i:i + 1], "split", None)[1])
+
+        def one(i):
+            with torch.no_grad():   # grad mode is per thread
+                imgi = None if img is None else img[i:i + 1]
+                return self._run(blocks, first, x[i:i + 1], imgi, ws[i:i + 1], "split", None)[1]
+
+        outs = list(pool.map(one, range(ws.shape[0]))) if pool else [one(i) for i in range(ws.shape[0])]
         return torch.cat(outs, dim=0)
