@@ -114,13 +114,13 @@ class MttVgg(TaggingNetwork):
         pending = [((), shift) for shift in shifts]
         for i in range(5):
             if i == 0:
-                variants = {key: self._first_conv(v) for key, v in variants.items()}
+                variants = {key: self._first_conv_signed(v) for key, v in variants.items()}
+            elif i < 4:
+                variants = {key: self._conv_signed(i, v) for key, v in variants.items()}
             else:
-                # channels-last is ~30 % faster for these convs on CPU; in-place ReLU/BN save passes
                 variants = {key: self.norms[i].apply_(
                                 self.convs[i](v.contiguous(memory_format=torch.channels_last)).relu_())
                             for key, v in variants.items()}
-            if i == 4:
                 break
             size, stride = self.pools[i]
             if i == 0:
@@ -130,13 +130,32 @@ class MttVgg(TaggingNetwork):
                 offset = shift % stride[0]
                 new_key = key + (offset,)
                 if new_key not in pooled:
-                    pooled[new_key] = F.max_pool2d(variants[key][:, :, offset:], size, stride)
+                    pooled[new_key] = self._relu_norm_signed(
+                        i, F.max_pool2d(variants[key][:, :, offset:], size, stride))
                 moved.append((new_key, shift // stride[0]))
             variants, pending = pooled, moved
         return [variants[key][:, :, shift:].contiguous() for key, shift in pending]
 
-    def _first_conv(self, x: torch.Tensor) -> torch.Tensor:
-        """Conv 1 + ReLU + BN on [B, 1, T, 96] → [B, 128, T, 48] (channels-last memory).
+    # Layers 1-4 are conv → ReLU → BN → max-pool.  ReLU and BN are monotone per channel
+    # (BN decreasing where its scale is negative), so they are applied after the pooling, on a
+    # quarter of the values: a channel with a negative scale needs the minimum instead of the
+    # maximum, which max-pooling gives when its conv output is negated ("signed" below).
+
+    def _signs(self, i: int) -> torch.Tensor:
+        return torch.where(self.norms[i].scale < 0, -1.0, 1.0)
+
+    def _conv_signed(self, i: int, x: torch.Tensor) -> torch.Tensor:
+        sign = self._signs(i)
+        return F.conv2d(x.contiguous(memory_format=torch.channels_last),
+                        self.convs[i].weight * sign.view(-1, 1, 1, 1), self.convs[i].bias * sign, padding=1)
+
+    def _relu_norm_signed(self, i: int, pooled: torch.Tensor) -> torch.Tensor:
+        """BN(ReLU(.)) of a max-pooled signed conv output (in place)."""
+        view = (1, -1, 1, 1)
+        return self.norms[i].apply_(pooled.mul_(self._signs(i).view(view)).relu_())
+
+    def _first_conv_signed(self, x: torch.Tensor) -> torch.Tensor:
+        """Signed conv 1 on [B, 1, T, 96] → [B, 128, T, 48] (channels-last memory).
 
         Pool 1 keeps every other frequency bin (window 1, stride 2), so only those bins are
         computed.  With one input channel the conv is a [9 → 128] matmul on 3×3 patches,
@@ -145,9 +164,9 @@ class MttVgg(TaggingNetwork):
         padded = F.pad(x[:, 0], (1, 1, 1, 1))                          # [B, T+2, 98]
         patches = padded.unfold(1, 3, 1).unfold(2, 3, 2)               # [B, T, 48, 3 time, 3 freq]
         batch, frames, bands = patches.shape[:3]
-        weight = self.convs[0].weight.reshape(self.channels, 9).T      # [9, 128], (time, freq) order
-        out = torch.addmm(self.convs[0].bias, patches.reshape(-1, 9), weight)   # [B·T·48, 128]
-        out = out.relu_().mul_(self.norms[0].scale).add_(self.norms[0].shift)
+        sign = self._signs(0)
+        weight = self.convs[0].weight.reshape(self.channels, 9).T * sign   # [9, 128], (time, freq) order
+        out = torch.addmm(self.convs[0].bias * sign, patches.reshape(-1, 9), weight)   # [B·T·48, 128]
         return out.view(batch, frames, bands, self.channels).permute(0, 3, 1, 2)
 
     def conv_features(self, spectrogram: torch.Tensor) -> torch.Tensor:
