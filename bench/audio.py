@@ -67,15 +67,18 @@ def song_benchmark(encoder_name: str, fps: float, exact_windows: int) -> dict:
     seconds = len(audio) / encoder.sample_rate
     times = np.arange(0.0, seconds, 1.0 / fps)
 
+    # the machine is shared: fast and exact runs alternate, and each keeps its best time
     encoder.embed_frames(audio[: encoder.sample_rate * 5], times[times < 5])   # warm-up
-    started = time.perf_counter()
-    fast = encoder.embed_frames(audio, times)
-    embed_s = time.perf_counter() - started
-
     subset = np.linspace(0, len(times) - 1, exact_windows).round().astype(int)
-    started = time.perf_counter()
-    exact = encoder.embed_windows_exact(audio, times[subset])
-    exact_per_window_s = (time.perf_counter() - started) / len(subset)
+    embed_s, exact_per_window_s, exact_parts = float("inf"), float("inf"), []
+    for part in np.array_split(subset, 3):
+        started = time.perf_counter()
+        fast = encoder.embed_frames(audio, times)
+        embed_s = min(embed_s, time.perf_counter() - started)
+        started = time.perf_counter()
+        exact_parts.append(encoder.embed_windows_exact(audio, times[part]))
+        exact_per_window_s = min(exact_per_window_s, (time.perf_counter() - started) / len(part))
+    exact = np.concatenate(exact_parts)
     chosen = fast[subset]
     cosine = (chosen * exact).sum(1) / (np.linalg.norm(chosen, axis=1) * np.linalg.norm(exact, axis=1))
     mean = exact.mean(axis=0)
@@ -83,7 +86,7 @@ def song_benchmark(encoder_name: str, fps: float, exact_windows: int) -> dict:
     centred = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
     return {
         "encoder": encoder.source_id, "song_seconds": round(seconds, 1), "frames": len(times),
-        "decode_s": round(decode_s, 2), "embed_frames_s": round(embed_s, 2),
+        "decode_s": round(decode_s, 2), "embed_frames_best_of_3_s": round(embed_s, 2),
         "embed_x_realtime": round(seconds / embed_s, 1),
         "decode_plus_embed_x_realtime": round(seconds / (decode_s + embed_s), 1),
         "exact_s_per_window": round(exact_per_window_s, 4),
