@@ -12,11 +12,12 @@ statistics of the song being rendered itself (all frames of the excerpt), in two
 1. centre on the song's mean embedding and divide by the song's RMS deviation (one number for all
    dimensions, so the embedding's geometry is kept; a floor of 15 % of the mean embedding's RMS
    keeps a song that hardly changes, e.g. silence, from being blown up to full range);
-2. "contrast": multiply by ``C^((p-1)/2)`` where C is the song's covariance of step 1 (normalised
-   to its mean eigenvalue) and p = ``ZERO_LABEL_CONTRAST``, then restore the RMS of step 1. The
-   song's principal axes keep their directions; their variances become proportional to the p-th
-   power of what they were, so the few large, slow changes of the music (a new section, another
-   piece) dominate the style and the many small frame-to-frame fluctuations recede.
+2. "contrast": multiply by ``C^((p-1)/2)`` where C is the covariance of step 1's output after a
+   moving average over ``SLOW_SECONDS`` (normalised to its mean eigenvalue) and p =
+   ``ZERO_LABEL_CONTRAST``, then restore the RMS of step 1. The mapping stays per frame (the
+   moving average only shapes the statistics): the directions in which the music changes slowly
+   (a new section, another piece) are amplified, the many small frame-to-frame fluctuations
+   recede, so different music gets clearly different styles (bench/quality.py).
 
 So every song uses the whole style range around μ, a song's mean always maps to μ (absolute
 looks carry no meaning without labels), and the same excerpt with the same seed always gives
@@ -54,13 +55,18 @@ def standardisation(embeddings: np.ndarray):
     return mean, np.maximum(spread, floor)
 
 
-ZERO_LABEL_CONTRAST = 2.0
+ZERO_LABEL_CONTRAST = 3.0
+SLOW_SECONDS = 10.0
 # step 1's floor, as a fraction of the RMS of the song's mean embedding
 _SONG_RMS_FLOOR = 0.15
 
 
-def song_standardise(embeddings: np.ndarray, contrast: float = ZERO_LABEL_CONTRAST) -> np.ndarray:
-    """Zero-label input standardisation with the song's own statistics (see the module docstring)."""
+def song_standardise(embeddings: np.ndarray, contrast: float = ZERO_LABEL_CONTRAST,
+                     fps=None) -> np.ndarray:
+    """Zero-label input standardisation with the song's own statistics (see the module docstring).
+
+    ``fps``: frame rate of the rows, for the slow covariance; None uses the rows as they are.
+    """
     embeddings = np.asarray(embeddings, dtype=np.float64)
     mean = embeddings.mean(axis=0)
     centred = embeddings - mean
@@ -69,7 +75,13 @@ def song_standardise(embeddings: np.ndarray, contrast: float = ZERO_LABEL_CONTRA
     x = centred / max(rms, floor)
     if contrast == 1.0 or len(x) < 2 or rms <= 1e-9 * (1.0 + floor):
         return x
-    covariance = x.T @ x / len(x)
+    if fps is not None:
+        from .smoothing import smooth_sequence
+
+        slow = smooth_sequence(x, SLOW_SECONDS, fps, "box")
+        covariance = slow.T @ slow / len(slow)
+    else:
+        covariance = x.T @ x / len(x)
     eigenvalues, vectors = np.linalg.eigh(covariance)
     eigenvalues = np.clip(eigenvalues, 0.0, None)
     scale = eigenvalues.mean()
@@ -115,19 +127,22 @@ class Mapper:
     def w_dim(self) -> int:
         return int(self.weight.shape[0])
 
-    def standardise(self, embeddings: np.ndarray) -> np.ndarray:
+    def standardise(self, embeddings: np.ndarray, fps=None) -> np.ndarray:
         embeddings = np.asarray(embeddings, dtype=np.float64)
         if embeddings.ndim != 2 or embeddings.shape[1] != self.embedding_dim:
             raise TraeumerError(
                 f"mapper expects {self.embedding_dim}-d embeddings, got shape {embeddings.shape}"
             )
         if self.input_mean is None:
-            return song_standardise(embeddings, self.contrast)
+            return song_standardise(embeddings, self.contrast, fps)
         return (embeddings - self.input_mean) / self.input_scale
 
-    def map(self, embeddings: np.ndarray) -> np.ndarray:
-        """[N, embedding_dim] -> one w per row [N, w_dim] (float32)."""
-        x = self.standardise(embeddings)
+    def map(self, embeddings: np.ndarray, fps=None) -> np.ndarray:
+        """[N, embedding_dim] -> one w per row [N, w_dim] (float32).
+
+        ``fps``: the rows are frames at this rate (zero-label statistics use it; see above).
+        """
+        x = self.standardise(embeddings, fps)
         w = 2.0 * self.w_std * np.tanh(x @ self.weight.T + self.bias) + self.w_mean
         return w.astype(np.float32)
 

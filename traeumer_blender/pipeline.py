@@ -669,7 +669,7 @@ def _compute_styles(settings, generator, fps, windows, duration, n_frames, info,
         mapper = zero_label_mapper(embeddings.shape[1], mu, sigma, seed=int(settings.seed),
                                    encoder_source_id=encoder.source_id,
                                    generator_source_id=generator.source_id)
-    raw_ws = mapper.map(embeddings)
+    raw_ws = mapper.map(embeddings, fps=fps)
     layer_group = smoothing.layer_groups(generator.layer_resolutions)
     group_ws = smoothing.smooth_groups(raw_ws, fps, windows, settings.smoothing_kind)
     if float(settings.truncation) != 1.0:
