@@ -17,8 +17,9 @@ from traeumer_blender.errors import TraeumerError
 from traeumer_blender.pipeline import GenerateSettings, get_encoder, get_generator, run_generate
 
 SHARED_AUDIO = Path(__file__).resolve().parents[1].parent / "shared" / "audio"
-CLIPS = [("hr-savino-ocean.ogg", 20.0), ("machine_wars.mp3", 60.0), ("hr-domina-mountain.ogg", 30.0),
-         ("frontiers.mp3", 60.0)]
+# decoding an MP3 from far into the file costs time: these start early
+CLIPS = [("hr-savino-ocean.ogg", 20.0), ("machine_wars.mp3", 20.0), ("hr-domina-mountain.ogg", 30.0),
+         ("frontiers.mp3", 10.0)]
 
 
 @pytest.fixture(scope="module")
@@ -79,11 +80,11 @@ def test_training_reduces_l1_and_learns_the_labels(models, clip_windows):
     targets = [mapping.target_w_for_seed(generator, seed) for seed in (11, 22, 33, 44)]
     embeddings = np.concatenate(clip_windows)
     labels = np.concatenate([np.repeat(t[None], len(c), axis=0) for t, c in zip(targets, clip_windows)])
-    mapper, losses = mapping.train_mapper(embeddings, labels, mu, sigma, steps=1500, seed=0,
+    mapper, losses = mapping.train_mapper(embeddings, labels, mu, sigma, steps=600, seed=0,
                                           encoder_source_id=encoder.source_id,
                                           generator_source_id=generator.source_id)
     assert losses[-1] < 0.5 * losses[0]
-    assert all(b <= a * 1.05 for a, b in zip(losses[::300], losses[300::300]))  # goes down steadily
+    assert all(b <= a * 1.05 for a, b in zip(losses[::150], losses[150::150]))  # goes down steadily
     predicted = mapper.map(embeddings)
     assert np.abs(predicted - labels).mean() == pytest.approx(losses[-1], rel=1e-3)
     # each clip's windows land nearest to their own clip's target w
@@ -146,7 +147,7 @@ def test_train_from_pairs_file(models, tmp_path):
     generator, _ = models
     pairs = {"pairs": [
         {"audio": str(SHARED_AUDIO / "hr-savino-ocean.ogg"), "start": 20, "duration": 10, "seed": 3},
-        {"audio": str(SHARED_AUDIO / "machine_wars.mp3"), "start": 60, "duration": 10,
+        {"audio": str(SHARED_AUDIO / "hr-domina-hunting.ogg"), "start": 10, "duration": 10,
          "w": mapping.target_w_for_seed(generator, 4).tolist()},
     ]}
     (tmp_path / "pairs.json").write_text(json.dumps(pairs))
