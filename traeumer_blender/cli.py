@@ -49,6 +49,7 @@ class ProgressPrinter:
         self.quiet = quiet
         self.interval = interval
         self.last = {}
+        self.printed = {}
 
     def __call__(self, event):
         label = _SHOWN_STAGES.get(event.stage)
@@ -58,9 +59,10 @@ class ProgressPrinter:
         finished = event.done >= event.total
         if not finished and now - self.last.get(event.stage, -1e9) < self.interval:
             return
-        if event.done == 0 and event.stage in self.last:
+        if (event.done == 0 and event.stage in self.last) or self.printed.get(event.stage) == event.done:
             return
         self.last[event.stage] = now
+        self.printed[event.stage] = event.done
         percent = 100.0 * event.done / event.total
         eta = "" if event.eta_seconds is None or finished else f", about {_duration(event.eta_seconds)} left"
         print(f"{label}: {event.done}/{event.total} ({percent:.0f}%){eta}", file=self.stream, flush=True)
