@@ -69,7 +69,13 @@ case "$cmd" in
         ;;
     demo)
         setup
-        .venv/bin/python -m traeumer_blender demo --out demo_out "$@" ;;
+        # headless Blender (the bpy module) builds a scene with the bundled example as a sound
+        # strip, runs Generate from audio, saves demo.blend and renders demo.mp4 with the music
+        demo_user=$(mktemp -d)
+        BLENDER_USER_RESOURCES="$demo_user" .venv/bin/python traeumer_run.py -- \
+            --audio examples/hr-savino-ocean.ogg --duration 20 \
+            --out demo_out/frames --blend demo_out/demo.blend --render demo_out/demo.mp4 "$@"
+        rm -rf "$demo_user" ;;
     *)
         echo "usage: ./run.sh demo|test [args]" >&2; exit 2 ;;
 esac
