@@ -14,9 +14,10 @@ Entry points:
 
 Frames are ``frame_000001.png`` ... (frame index i is file number i + 1), each written
 atomically; a re-run with the same settings renders only frames that are missing or damaged.
-Same inputs and seed give byte-identical files. On the CPU every frame is its own generator call,
-so a resumed or re-rendered frame is byte-identical too; on a GPU frames are batched for speed
-and a frame rendered in another batch may differ in the last bit of a few pixels.
+Same inputs and seed give byte-identical files. On the CPU every generator call has the same
+number of rows (padded), so a resumed or re-rendered frame is byte-identical too; on a GPU frames
+are batched for speed and a frame rendered in another batch may differ in the last bit of a few
+pixels.
 ``progress`` receives ``Progress(stage, done, total, eta_seconds)`` events; it may raise to stop
 the job. ``cancel`` (a callable returning True, or a ``threading.Event``) is checked between
 batches; either way no partial frame file is left behind.
