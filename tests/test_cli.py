@@ -195,3 +195,10 @@ def test_inspect_model(tmp_path):
     (tmp_path / "notes.pt").write_text("not a checkpoint")
     assert_user_error(run_cli("inspect-model", tmp_path / "notes.pt"))
     assert_user_error(run_cli("inspect-model", tmp_path / "absent.pt"), mentions="not found")
+
+
+def test_demo_uses_the_bundled_example(tmp_path):
+    out = tmp_path / "demo"
+    process = run_cli("demo", "--out", out, "--duration", "1", *FAST)
+    assert_frames(process, out, 4)
+    assert "1.00 s of music" in process.stdout
