@@ -1,110 +1,21 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Generate from audio, Update frames, Cancel, Stop Worker.
-
-In the UI the job runs under a modal operator: a window-manager timer polls the worker's
-events, every other event passes through (the editor keeps working), Esc cancels. Background
-Blender has no timers or modal operators, so there ``execute`` drives the job with a blocking
-loop.
-"""
+"""Generate from audio, Update frames, Cancel, Stop Worker (job driving: job_operator.py)."""
 
 import bpy
 from bpy.props import StringProperty
 
 from .. import jobs, worker_client
-
-TIMER_SECONDS = 0.2
-
-
-class _JobOperator:
-    """Shared modal / blocking driving of a job (see the module docstring)."""
-
-    _timer = None
-    _job = None
-
-    def start_job(self, context):
-        raise NotImplementedError
-
-    def execute(self, context):
-        try:
-            job = self.start_job(context)
-        except jobs.JobError as error:
-            self.report({"ERROR"}, str(error))
-            return {"CANCELLED"}
-        jobs.run_blocking(job, on_event=_print_progress if bpy.app.background else None)
-        return self._conclude(job)
-
-    def invoke(self, context, event):
-        if bpy.app.background:
-            return self.execute(context)
-        try:
-            job = self.start_job(context)
-        except jobs.JobError as error:
-            self.report({"ERROR"}, str(error))
-            return {"CANCELLED"}
-        if job.finished:
-            return self._conclude(job)
-        self._job = job
-        for warning in job.warnings:
-            self.report({"WARNING"}, warning)
-        job.warnings = []
-        self._timer = context.window_manager.event_timer_add(TIMER_SECONDS, window=context.window)
-        context.window_manager.modal_handler_add(self)
-        return {"RUNNING_MODAL"}
-
-    def modal(self, context, event):
-        job = self._job
-        if event.type == "ESC" and event.value == "PRESS":
-            job.cancel()
-            return {"RUNNING_MODAL"}
-        if event.type == "TIMER":
-            job.poll()
-            if job.changed:
-                job.changed = False
-                _redraw(context)
-            if job.finished:
-                context.window_manager.event_timer_remove(self._timer)
-                self._timer = None
-                _redraw(context)
-                return self._conclude(job)
-        return {"PASS_THROUGH"}
-
-    def cancel(self, context):
-        # Blender ends the modal operator (e.g. the file is closed): stop the job too
-        if self._job is not None:
-            self._job.cancel()
-        if self._timer is not None:
-            context.window_manager.event_timer_remove(self._timer)
-            self._timer = None
-
-    def _conclude(self, job):
-        for warning in job.warnings:
-            self.report({"WARNING"}, warning)
-        if job.state == "DONE":
-            self.report({"INFO"}, job.message)
-            return {"FINISHED"}
-        if job.state == "CANCELLED":
-            self.report({"WARNING"}, job.message)
-            return {"CANCELLED"}
-        self.report({"ERROR"}, job.message or "The job did not finish")
-        return {"CANCELLED"}
+from .job_operator import JobOperator
 
 
-def _redraw(context):
-    screen = context.screen
-    if screen is None:
-        return
-    for area in screen.areas:
-        if area.type in {"SEQUENCE_EDITOR", "GRAPH_EDITOR", "NODE_EDITOR", "VIEW_3D", "IMAGE_EDITOR"}:
-            area.tag_redraw()
+class _WorkerJobOperator(JobOperator):
+    def on_blocking_event(self, job, event):
+        # background runs (blender -b) print progress lines instead of drawing a progress bar
+        if bpy.app.background and event.get("event") == "progress":
+            print(f"TräumerAI: {job.status_text()}", flush=True)
 
 
-def _print_progress(job, event):
-    kind = event.get("event")
-    if kind == "progress":
-        print(f"TräumerAI: {job.status_text()}", flush=True)
-
-
-class TRAEUMER_OT_generate(_JobOperator, bpy.types.Operator):
+class TRAEUMER_OT_generate(_WorkerJobOperator, bpy.types.Operator):
     """Dream the sound strip into frames in the background; frames appear as they are written"""
 
     bl_idname = "traeumer.generate"
@@ -115,7 +26,7 @@ class TRAEUMER_OT_generate(_JobOperator, bpy.types.Operator):
         return jobs.GenerateJob.start(context)
 
 
-class TRAEUMER_OT_update_frames(_JobOperator, bpy.types.Operator):
+class TRAEUMER_OT_update_frames(_WorkerJobOperator, bpy.types.Operator):
     """Render again only the frames whose style curves were edited"""
 
     bl_idname = "traeumer.update_frames"

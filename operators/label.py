@@ -24,8 +24,8 @@ from .. import compat, jobs, label_properties
 from ..timeline import sound_strip_span, target_sound_strip
 from ..traeumer_blender import labels as label_sets
 from ..traeumer_blender.errors import TraeumerError
+from .job_operator import JobOperator
 
-TIMER_SECONDS = 0.2
 _previews = None        # bpy.utils.previews collection of candidate and pair thumbnails
 _playing = None         # aud handle of a file clip being played
 _label_job = None
@@ -180,15 +180,6 @@ def refresh_pairs(scene) -> int:
     return len(settings.pairs)
 
 
-def _redraw(context):
-    screen = context.screen
-    if screen is None:
-        return
-    for area in screen.areas:
-        if area.type == "SEQUENCE_EDITOR":
-            area.tag_redraw()
-
-
 # --- jobs in the worker -----------------------------------------------------------------------------
 
 class LabelJob(jobs.Job):
@@ -227,74 +218,10 @@ class LabelJob(jobs.Job):
         self._finish("DONE", message)
 
 
-class _LabelJobOperator:
+class _LabelJobOperator(JobOperator):
     """Runs a LabelJob: modal with a timer in the UI, blocking in background mode."""
 
-    _timer = None
-    _job = None
-
-    def start_job(self, context):
-        raise NotImplementedError
-
-    def _start(self, context):
-        try:
-            return self.start_job(context)
-        except (jobs.JobError, label_properties.LabelLocationError, TraeumerError) as error:
-            self.report({"ERROR"}, str(error))
-            return None
-
-    def execute(self, context):
-        job = self._start(context)
-        if job is None:
-            return {"CANCELLED"}
-        jobs.run_blocking(job)
-        return self._conclude(job)
-
-    def invoke(self, context, event):
-        if bpy.app.background:
-            return self.execute(context)
-        job = self._start(context)
-        if job is None:
-            return {"CANCELLED"}
-        self._job = job
-        self._timer = context.window_manager.event_timer_add(TIMER_SECONDS, window=context.window)
-        context.window_manager.modal_handler_add(self)
-        _redraw(context)
-        return {"RUNNING_MODAL"}
-
-    def modal(self, context, event):
-        job = self._job
-        if event.type == "ESC" and event.value == "PRESS":
-            job.cancel()
-            return {"RUNNING_MODAL"}
-        if event.type == "TIMER":
-            job.poll()
-            if job.changed:
-                job.changed = False
-                _redraw(context)
-            if job.finished:
-                context.window_manager.event_timer_remove(self._timer)
-                self._timer = None
-                _redraw(context)
-                return self._conclude(job)
-        return {"PASS_THROUGH"}
-
-    def cancel(self, context):
-        if self._job is not None:
-            self._job.cancel()
-        if self._timer is not None:
-            context.window_manager.event_timer_remove(self._timer)
-            self._timer = None
-
-    def _conclude(self, job):
-        if job.state == "DONE":
-            self.report({"INFO"}, job.message)
-            return {"FINISHED"}
-        if job.state == "CANCELLED":
-            self.report({"WARNING"}, job.message)
-            return {"CANCELLED"}
-        self.report({"ERROR"}, job.message or "The job did not finish")
-        return {"CANCELLED"}
+    start_errors = (jobs.JobError, label_properties.LabelLocationError, TraeumerError)
 
 
 # --- choosing a clip -------------------------------------------------------------------------------
