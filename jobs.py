@@ -19,6 +19,7 @@ from . import compat, output, style_curves, worker_client
 from .preferences import worker_settings
 from .timeline import sound_strip_span, target_sound_strip
 from .traeumer_blender import style_edit
+from .traeumer_blender.timing import format_duration
 
 
 class JobError(Exception):
@@ -79,7 +80,7 @@ class Job:
     def status_text(self) -> str:
         text = f"{self.stage.title()} {self.done}/{self.total}" if self.total else self.stage.title()
         if self.eta is not None and self.state == "RUNNING":
-            text += f", {format_seconds(self.eta)} left"
+            text += f", {format_duration(self.eta)} left"
         if self.state == "CANCELLING":
             text = "Cancelling…"
         return text
@@ -283,7 +284,7 @@ class GenerateJob(Job):
             result["curves"] = self.curves_info
         rendered, reused = result.get("frames_rendered", 0), result.get("frames_reused", 0)
         seconds = time.monotonic() - self.started
-        text = f"Generated {count} frames of '{track.name}' in {format_seconds(seconds)}"
+        text = f"Generated {count} frames of '{track.name}' in {format_duration(seconds)}"
         if reused:
             text += f" ({rendered} rendered, {reused} resumed from an earlier run)"
         self._finish("DONE", text)
@@ -441,12 +442,3 @@ def decode_with_blender(source: str, target: str) -> str:
     return target
 
 
-def format_seconds(seconds) -> str:
-    seconds = max(0, int(round(float(seconds))))
-    if seconds < 60:
-        return f"{seconds} s"
-    minutes, seconds = divmod(seconds, 60)
-    if minutes < 60:
-        return f"{minutes} min {seconds:02d} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} min"

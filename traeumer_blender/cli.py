@@ -63,20 +63,13 @@ class ProgressPrinter:
             return
         self.last[event.stage] = now
         self.printed[event.stage] = event.done
+        from .timing import format_duration
+
         percent = 100.0 * event.done / event.total
-        eta = "" if event.eta_seconds is None or finished else f", about {_duration(event.eta_seconds)} left"
+        eta = "" if event.eta_seconds is None or finished else f", about {format_duration(event.eta_seconds)} left"
         print(f"{label}: {event.done}/{event.total} ({percent:.0f}%){eta}", file=self.stream, flush=True)
 
 
-def _duration(seconds) -> str:
-    seconds = int(round(seconds))
-    if seconds < 60:
-        return f"{seconds} s"
-    minutes, seconds = divmod(seconds, 60)
-    if minutes < 60:
-        return f"{minutes} min {seconds:02d} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} min"
 
 
 # ----------------------------------------------------------------------------- commands

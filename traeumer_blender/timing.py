@@ -85,3 +85,15 @@ def frame_times(count: int, fps, offset_seconds: float = 0.0) -> np.ndarray:
 def frame_time(index: int, fps) -> Fraction:
     """Exact start time of one frame."""
     return Fraction(int(index)) / Fraction(fps)
+
+
+def format_duration(seconds) -> str:
+    """A duration for people: "42 s", "3 min 05 s", "1 h 02 min" (progress lines and reports)."""
+    seconds = max(0, int(round(float(seconds))))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
