@@ -370,18 +370,23 @@ def pick_precision(G: Generator, device: torch.device, precision: str) -> str:
 # ----------------------------------------------------------------------------------------------
 # entry points
 
-def _build(source) -> Generator:
+def _read_checkpoint_file(path):
+    """read_checkpoint with its failures as one user-facing line naming the file."""
     from .formats import CheckpointError, read_checkpoint
+    if not os.path.isfile(path):
+        raise TraeumerError(f"{path}: no such file")
+    try:
+        return read_checkpoint(path)
+    except CheckpointError as exc:
+        raise TraeumerError(f"{path}: {exc}") from None
+
+
+def _build(source) -> Generator:
     if isinstance(source, str) and source == "default":
         from .default import build_default_generator
         return build_default_generator()
     path = os.fspath(source)
-    if not os.path.isfile(path):
-        raise TraeumerError(f"{path}: no such file")
-    try:
-        cfg, tensors, info = read_checkpoint(path)
-    except CheckpointError as exc:
-        raise TraeumerError(f"{path}: {exc}") from None
+    cfg, tensors, info = _read_checkpoint_file(path)
     G = Generator(cfg, source_id=paths.file_digest(path))
     G.info.update(info)
     G.load_canonical(tensors, path)
@@ -407,18 +412,11 @@ def load_generator(source, device="auto", precision="auto", label=None) -> Gener
 
 def inspect_checkpoint(source) -> dict:
     """Describe a checkpoint without building the generator's runtime state."""
-    from .formats import CheckpointError, read_checkpoint
     if isinstance(source, str) and source == "default":
         from .default import default_config
         cfg, info = default_config(), {"format": "default"}
     else:
-        path = os.fspath(source)
-        if not os.path.isfile(path):
-            raise TraeumerError(f"{path}: no such file")
-        try:
-            cfg, _, info = read_checkpoint(path)
-        except CheckpointError as exc:
-            raise TraeumerError(f"{path}: {exc}") from None
+        cfg, _, info = _read_checkpoint_file(os.fspath(source))
     ch = cfg.channels
     runs, start = [], None
     res = cfg.resolutions
