@@ -13,7 +13,7 @@ import torch
 
 from traeumer_blender.audio import load_audio
 from traeumer_blender.encoders import ENCODER_NAMES, load_encoder
-from traeumer_blender.encoders.base import MTAT_TAGS, _strided_window_max
+from traeumer_blender.encoders.base import MTAT_TAGS, _strided_window_max, _window_max
 from traeumer_blender.encoders.frontend import MelFrontEnd, mel_filterbank_htk, mel_filterbank_slaney
 from traeumer_blender.encoders.musicnn_models import musicnn_checkpoint_folder
 from traeumer_blender.encoders.short_chunk_res import ShortChunkCnnRes
@@ -136,25 +136,57 @@ def test_encoder_attributes(vgg):
     assert load_encoder("mtt_vgg").source_id == vgg.source_id
 
 
+def vgg_window_by_hand(network, spectrogram, context, zero_padded_from):
+    """MTT_vgg's embedding of the 187 frames after ``context`` frames of ``spectrogram``,
+    written out layer by layer: conv layers from ``zero_padded_from`` on see zeros outside the
+    window (as in a window cut out on its own), earlier ones see the real neighbours."""
+    x = network.input_norm(spectrogram[None, None])
+    offset, length = context, 187
+    for i in range(5):
+        if i >= zero_padded_from:
+            inside = torch.zeros_like(x)
+            inside[:, :, offset:offset + length] = 1
+            x = x * inside
+        x = network.norms[i](torch.relu(network.convs[i](x)))
+        if i < 4:
+            kernel = (4, 1) if i == 0 else (2, 2)
+            x = torch.nn.functional.max_pool2d(x, kernel, 2)
+            offset, length = offset // 2, (length - kernel[0]) // 2 + 1
+    window = x[0, :, offset:offset + length]                     # [128, 11 positions, 6 bands]
+    return window.permute(0, 2, 1).reshape(-1, length).amax(dim=1).numpy()
+
+
+def test_embed_frames_models_the_exact_windows_last_two_paddings(vgg, ocean):
+    """On a computed phase (a window starting on an even frame) the song-wide pass equals the
+    window run with real context for convs 1-3 and its own zero padding at convs 4 and 5."""
+    audio = ocean[: 16000 * 12]
+    first_frames = np.array([250, 312, 376, 402, 470])             # even: on MTT_vgg's 8 phases
+    times = (first_frames + 93) * 256 / 16000                      # window centres
+    fast = vgg.embed_frames(audio, times)
+    exact = vgg.embed_windows_exact(audio, times)
+    with torch.inference_mode():
+        for i, first in enumerate(first_frames):
+            spectrogram = vgg.frontend.frames(audio, (first - 64) * 256, 187 + 128)
+            assert np.allclose(vgg_window_by_hand(vgg.network, spectrogram, 64, 0), exact[i], atol=1e-4)
+            modelled = vgg_window_by_hand(vgg.network, spectrogram, 64, 3)
+            assert np.allclose(fast[i], modelled, atol=1e-4, rtol=1e-4)
+            real_context = vgg_window_by_hand(vgg.network, spectrogram, 64, 5)
+            assert not np.allclose(fast[i], real_context, atol=1e-3)   # the padding is there
+    assert cosine_rows(fast, exact).mean() > 0.995
+
+
 def test_embed_frames_matches_exact_windows_on_real_music(vgg, ocean):
     audio = ocean[: 16000 * 14]
-    times = np.arange(4.0, 10.0, 0.5)
+    times = np.arange(5.0, 9.0, 1 / 30)                           # every video frame: odd and even
     fast = vgg.embed_frames(audio, times)
     exact = vgg.embed_windows_exact(audio, times)
     assert fast.shape == exact.shape == (len(times), 768) and fast.dtype == np.float32
-    # the exact window sees zero padding at its own edges; the song-wide pass sees the music
-    assert cosine_rows(fast, exact).mean() > 0.97
-    # with the window's real surroundings as context, the pooling agrees up to the song-wide
-    # grid's alignment (2 frames at most with 4 phases)
-    hop, stride = 256, 16
-    with_context = []
-    with torch.inference_mode():
-        for t in times:
-            first = hop * int(np.floor((round(t * 16000) - 93 * hop) / hop + 0.5))   # song's frames
-            spectrogram = vgg.frontend.frames(audio, first - 64 * hop, 187 + 128)
-            features = vgg.network.conv_features(spectrogram[None])[0, :, 64 // stride:64 // stride + 11]
-            with_context.append(features.amax(dim=1).numpy())
-    assert cosine_rows(fast, np.array(with_context)).mean() > 0.99
+    assert cosine_rows(fast, exact).mean() > 0.99
+    # a window starting on an odd frame is the mean of its two neighbours on the 8 phases
+    odd_first = 2 * 140 + 1
+    between = vgg.embed_frames(audio, [(odd_first + 93) * 256 / 16000])[0]
+    neighbours = vgg.embed_frames(audio, [(odd_first + 92) * 256 / 16000, (odd_first + 94) * 256 / 16000])
+    assert np.allclose(between, neighbours.mean(axis=0), atol=1e-5)
 
 
 def test_embed_frames_edges_order_progress_and_cancel(vgg):
@@ -322,6 +354,18 @@ def test_short_chunk_res_refuses_code_and_junk(tmp_path):
         load_encoder(tmp_path / "missing.pth")
     with pytest.raises(TraeumerError, match="unknown encoder"):
         load_encoder("mtt_resnet_9000")
+
+
+def test_window_max_takes_edge_positions_from_their_own_maps():
+    rng = np.random.default_rng(4)
+    inner, first, second, last = (rng.standard_normal((40, 3)).astype(np.float32) for _ in range(4))
+    stride, count = 4, 5
+    pooled = _window_max([inner, first, second, last], stride, count)
+    assert len(pooled) == 40 - stride * (count - 1)
+    for i in range(len(pooled)):
+        rows = [first[i], second[i]] + [inner[i + stride * k] for k in (2, 3)] + [last[i + stride * 4]]
+        assert np.array_equal(pooled[i], np.max(rows, axis=0))
+    assert np.array_equal(_window_max([inner, inner, inner], 2, 3), _strided_window_max(inner, 2, 3)[:36])
 
 
 def test_strided_window_max_is_a_strided_sliding_max():

@@ -16,6 +16,7 @@ import traceback
 import warnings
 from pathlib import Path
 
+from .allocator import keep_freed_memory
 from .errors import TraeumerError
 
 PROG = "python -m traeumer_blender"
@@ -328,6 +329,7 @@ def _silence_native_stderr():
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    keep_freed_memory()
     if not _debug():
         warnings.simplefilter("ignore")
         logging.basicConfig(level=logging.ERROR, format="%(message)s")

@@ -44,6 +44,7 @@ import time
 import traceback
 
 from . import __version__, label_worker
+from .allocator import keep_freed_memory
 from .errors import TraeumerError
 
 PROTOCOL = 1
@@ -326,6 +327,7 @@ def main(argv=None) -> int:
     parser.add_argument("--idle-timeout", type=float, default=600.0,
                         help="exit after this many idle seconds (0: never)")
     args = parser.parse_args(argv)
+    keep_freed_memory()
     # keep the real stdout for the protocol; everything else printed lands on stderr
     protocol_fd = os.dup(1)
     os.dup2(2, 1)

@@ -6,30 +6,31 @@ layer, one feature vector per time position) and ``tag_logits`` (the whole netwo
 native-length window).  The embedding of a window is the last conv layer max-pooled over time.
 
 ``embed_frames`` runs the conv stack over the whole song once, in chunks whose overlap covers
-the receptive field, and max-pools each frame's window out of that one feature map.  A window
-cut out of the song would see zero padding at its own edges and start on its own pooling grid;
-the song-wide map sees real neighbours and has a fixed grid, so the result is close to, not
-equal to, ``embed_windows_exact`` (which runs the network once per window).  Networks whose
-feature grid is coarse run the song pass at several sub-stride offsets ("phases") and pick the
-one closest to each window.
+the receptive field, and max-pools each frame's window out of that one feature map.  Two things
+make a window cut out of the song differ from the song-wide map, and both are modelled:
+
+- Its own zero padding.  The last layers' padding matters most (the network answers the step
+  from padding to music like an onset, and that position often wins the max-pool), so a
+  network may return, besides each position with its real neighbours, the positions as a
+  window's first and last ones see them (``WindowFeatures``).  MTT_vgg does so for its last
+  two conv layers at the cost of one conv each: mean cosine ≥ 0.997 to exact windows.
+- Its pooling grid.  Networks whose feature grid is coarse run the song pass at several
+  sub-stride offsets ("phases"); a window on a computed phase is exact (but for the padding
+  of the earlier layers), and one between two phases gets the mean of their embeddings.
+  MTT_vgg (stride 16 frames) runs 8 phases: even frames exact, odd frames interpolated (mean
+  cosine ~0.984 for those).  All 16 would cost twice as much, the price of its first pooling.
 
 Exact windows of the musicnn networks are patches of the song's own spectrogram (frames on the
 song's 256-sample hop grid, the nearest patch to the window's centre), as musicnn's extractor
 cuts them: moving a window by half a hop (8 ms) alone changes MTT_vgg's embedding to a mean
 cosine of ~0.97 on techno, so a sample-accurate STFT per window would only add that jitter.
-
-How close (MTT_vgg on the real music in ../shared/audio): mean cosine ~0.975–0.98 to the exact
-windows, ≥ 0.995 to the same windows computed with their real surroundings as context.  The gap is the
-exact window's own zero padding: the conv layers answer the silence-to-music step at a window's
-first frames like an onset, and that time position wins the max-pool for about half of the
-features, so the exact embedding carries an artefact that moves with the window.  The song-wide
-pass has no such step inside the song.
+Agreement on the real music in ../shared/audio: BENCHMARKS.md "Audio".
 """
 
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import numpy as np
 import scipy.ndimage
@@ -65,6 +66,27 @@ class TaggingNetwork(torch.nn.Module):
         Networks with pooling override this to share the layers a shift does not change.
         """
         return [self.conv_features(spectrogram[:, shift:]) for shift in shifts]
+
+    def window_features_shifted(self, spectrogram: torch.Tensor, shifts: list[int]) -> list["WindowFeatures"]:
+        """Like conv_features_shifted, with each position also as a window's first and last.
+
+        Networks that know how their last layer sees a window's edges override this; the
+        default treats edge positions like any other.
+        """
+        return [WindowFeatures(f, (f,), f) for f in self.conv_features_shifted(spectrogram, shifts)]
+
+
+class WindowFeatures(NamedTuple):
+    """One feature map [batch, dim, positions], also as seen from a window cut out on its own.
+
+    ``inner[p]``: position p with its real neighbours.  ``head[i][p]``: position p + i of a
+    window whose first position is p, for the first ``len(head)`` positions, where the window's
+    own zero padding changes them.  ``last[p]``: position p as a window's last.
+    """
+
+    inner: torch.Tensor
+    head: tuple
+    last: torch.Tensor
 
 
 class Encoder:
@@ -164,8 +186,9 @@ class Encoder:
     # ----- whole-song pass -------------------------------------------------------------------
 
     def _feature_chunk(self, audio: np.ndarray, origin_frame: int, first_position: int,
-                       n_positions: int) -> torch.Tensor:
-        """[n_positions · phases, dim]: merged features for per-phase positions [first, first + n).
+                       n_positions: int) -> list[np.ndarray]:
+        """[inner, *head, last] (see WindowFeatures), each [n_positions · phases, dim]: merged
+        features for per-phase positions [first_position, first_position + n_positions).
 
         Merged row ``phases·p + q`` is position ``p`` of phase ``q`` (input shifted by q·step frames).
         """
@@ -176,19 +199,27 @@ class Encoder:
         spectrogram = self.frontend.frames(audio, first_frame * hop, n_frames)
         skip = self.context_frames // self.feature_stride
         with torch.inference_mode():
-            per_phase = self.network.conv_features_shifted(
+            per_phase = self.network.window_features_shifted(
                 spectrogram[None].to(self.device), [q * step for q in range(self.phases)])
-            trimmed = []
-            for features in per_phase:                                 # [1, dim, positions]
-                features = features[0, :, skip:skip + n_positions]
-                if features.shape[1] != n_positions:
-                    raise RuntimeError("conv stack returned fewer positions than its geometry promises")
-                trimmed.append(features.T.float().cpu())
-        return torch.stack(trimmed, dim=1).reshape(-1, self.embedding_dim)
+            per_phase = [[window.inner, *window.head, window.last] for window in per_phase]
+            merged = []
+            for kind in range(len(per_phase[0])):
+                trimmed = []
+                for maps in per_phase:                                 # [1, dim, positions] each
+                    features = maps[kind][0, :, skip:skip + n_positions]
+                    if features.shape[1] != n_positions:
+                        raise RuntimeError("conv stack returned fewer positions than its geometry promises")
+                    trimmed.append(features.T.float().cpu())
+                merged.append(torch.stack(trimmed, dim=1).reshape(-1, self.embedding_dim).numpy())
+        return merged
 
     def embed_frames(self, audio: np.ndarray, frame_times, progress: ProgressCallback | None = None,
                      chunk_seconds: float = 30.0) -> np.ndarray:
-        """[N, D] float32: embedding of the window centred on each frame time (seconds)."""
+        """[N, D] float32: embedding of the window centred on each frame time (seconds).
+
+        A window whose first frame falls between two computed phases (an odd frame for MTT_vgg)
+        gets the mean of its two neighbours' embeddings.
+        """
         audio = _check_audio(audio)
         times = _check_times(frame_times)
         n_total = len(times)
@@ -197,21 +228,25 @@ class Encoder:
             return result
         hop = self.frontend.hop
         step = self.feature_stride // self.phases              # frames between merged positions
-        per_window = self.positions_per_window                 # positions pooled per window
-        reach = self.phases * (per_window - 1)                 # merged index span of a window
+        reach = self.phases * (self.positions_per_window - 1)  # merged index span of a window
 
         order = np.argsort(times, kind="stable")
         # global frame coordinate of each window's first frame
         first_frames = (np.round(times[order] * self.sample_rate) + self.first_frame_offset) / hop
+        if self.snap_to_frames:
+            first_frames = np.floor(first_frames + 0.5)       # the exact windows' own frames
         # the grid is anchored at frame 0, so a frame's embedding does not depend on which
         # other frames are asked for in the same call
         origin = self.feature_stride * int(math.floor(first_frames.min() / self.feature_stride))
-        first_index = np.round((first_frames - origin) / step).astype(np.int64)   # merged index
+        merged_index = (first_frames - origin) / step
+        first_index = np.floor(merged_index).astype(np.int64)
+        upper_weight = (merged_index - first_index).astype(np.float32)   # 0 on a computed phase
+        last_index = first_index + (upper_weight > 0) + reach             # non-decreasing
 
         chunk_positions = max(1, int(chunk_seconds * self.sample_rate / hop / self.feature_stride))
-        positions_needed = -(-(int(first_index[-1]) + reach + 1) // self.phases)   # per phase
-        buffer = torch.zeros((0, self.embedding_dim))          # merged features from buffer_start
-        buffer_start = 0                                       # merged index of buffer[0]
+        positions_needed = -(-(int(last_index[-1]) + 1) // self.phases)   # per phase
+        buffers = None                                         # [inner, *head, last] from buffer_start
+        buffer_start = 0                                       # merged index of buffers' row 0
         next_position = 0                                      # next per-phase position to compute
         done = 0
         if progress is not None:
@@ -220,29 +255,57 @@ class Encoder:
             # compute one chunk of every phase and interleave: merged index = phases·p + phase
             count = max(1, min(chunk_positions, positions_needed - next_position))
             chunk = self._feature_chunk(audio, origin, next_position, count)
-            buffer = torch.cat([buffer, chunk]) if len(buffer) else chunk
+            buffers = chunk if buffers is None else [np.concatenate(pair) for pair in zip(buffers, chunk)]
             next_position += count
             available_end = self.phases * next_position
-            ready_end = int(np.searchsorted(first_index + reach, available_end, side="left"))
+            ready_end = int(np.searchsorted(last_index, available_end, side="left"))
             if ready_end > done:
-                starts = first_index[done:ready_end] - buffer_start
-                pooled = _strided_window_max(buffer.numpy(), self.phases, per_window)
-                result[order[done:ready_end]] = pooled[starts]
+                pooled = _window_max(buffers, self.phases, self.positions_per_window)
+                rows = first_index[done:ready_end] - buffer_start
+                weight = upper_weight[done:ready_end, None]
+                embeddings = pooled[rows]
+                between = weight[:, 0] > 0
+                if between.any():
+                    embeddings[between] = ((1 - weight[between]) * embeddings[between]
+                                           + weight[between] * pooled[rows[between] + 1])
+                result[order[done:ready_end]] = embeddings
                 done = ready_end
                 if progress is not None:
                     progress(done, n_total)
             if done < n_total:
                 keep_from = int(first_index[done]) - buffer_start
                 keep_from -= keep_from % self.phases           # keep the phase interleaving aligned
-                if keep_from >= len(buffer):
+                if keep_from >= len(buffers[0]):
                     # nothing buffered is needed any more: skip to the next window's chunk
                     next_position = max(next_position, int(first_index[done]) // self.phases)
-                    buffer = torch.zeros((0, self.embedding_dim))
+                    buffers = None
                     buffer_start = self.phases * next_position
                 elif keep_from > 0:
-                    buffer = buffer[keep_from:].clone()
+                    buffers = [b[keep_from:].copy() for b in buffers]
                     buffer_start += keep_from
         return result
+
+
+def _window_max(maps: list[np.ndarray], stride: int, count: int) -> np.ndarray:
+    """out[i]: max over the window whose positions are rows i, i + stride, … i + stride·(count-1).
+
+    ``maps`` is [inner, *head, last] (see WindowFeatures): the window's first positions come
+    from the head maps at row i, its last from ``last``, the others from ``inner``.  Rows
+    without a full window are left out (out has ``rows - stride·(count-1)`` rows).
+    """
+    inner, head, last = maps[0], maps[1:-1], maps[-1]
+    n_out = max(0, len(inner) - stride * (count - 1))
+    if count == 1:
+        return inner[:n_out].copy()
+    if len(head) > count - 1:
+        raise ValueError("more head positions than the window has")
+    out = last[stride * (count - 1):stride * (count - 1) + n_out].copy()
+    for first in head:
+        np.maximum(out, first[:n_out], out=out)
+    middle = count - 1 - len(head)                             # positions taken from inner
+    if middle > 0 and n_out:
+        np.maximum(out, _strided_window_max(inner[stride * len(head):], stride, middle)[:n_out], out=out)
+    return out
 
 
 def _strided_window_max(features: np.ndarray, stride: int, count: int) -> np.ndarray:

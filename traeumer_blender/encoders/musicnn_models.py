@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from ..errors import TraeumerError
 from ..paths import cache_dir, file_digest
-from .base import Encoder, TaggingNetwork
+from .base import Encoder, TaggingNetwork, WindowFeatures
 from .frontend import MelFrontEnd, mel_filterbank_slaney
 from .tf_checkpoint import read_tf_checkpoint
 
@@ -94,47 +94,59 @@ class MttVgg(TaggingNetwork):
             [torch.nn.Conv2d(1 if i == 0 else self.channels, self.channels, 3, padding=1) for i in range(5)])
         self.norms = torch.nn.ModuleList([FrozenBatchNorm(self.channels) for _ in range(5)])
         self.output = torch.nn.Linear(2 * self.channels, 50)
-        # (time, frequency) pooling windows and strides after convs 1..4 (TF "valid" pooling)
-        self.pools = [((4, 1), (2, 2)), ((2, 2), (2, 2)), ((2, 2), (2, 2)), ((2, 2), (2, 2))]
+        # pooling after convs 1..4 (TF "valid"): (time, frequency) windows (4, 1) then 2×2, all
+        # with stride 2×2; see _max_pool_first and _last_conv_inputs
 
     def last_conv(self, spectrogram: torch.Tensor) -> torch.Tensor:
         """[B, T, 96] → [B, 128, T', 6] (after conv 5's ReLU and batch norm)."""
-        return self._last_conv_shifted(spectrogram, [0])[0]
+        pooled, _, _ = self._last_conv_inputs(spectrogram, [0])
+        previous, same, following = _time_taps(pooled, self.convs[4].weight, self.convs[4].bias)
+        return self._relu_norm_last(previous + same + following)
 
-    def _last_conv_shifted(self, spectrogram: torch.Tensor, shifts: list[int]) -> list[torch.Tensor]:
-        """last_conv of the input started ``shift`` frames later, for each shift.
+    def _last_conv_inputs(self, spectrogram: torch.Tensor,
+                          shifts: list[int]) -> tuple[torch.Tensor, torch.Tensor, list[tuple[int, int]]]:
+        """Conv 5's input (pool 4's output) for the input started ``shift`` frames later.
 
-        A shift that is a multiple of a pooling stride only shifts that pooling's output, so
-        the shifted inputs share every layer up to the first pooling whose grid they cross; only
-        then is the pooling repeated at the other offset.  ``variants`` holds the distinct
-        tensors of the current layer; ``pending[k] = (variant, shift left in this layer's units)``.
+        Returns ``(pooled, pooled_at_start, [(variant, positions to drop) per shift])``: the
+        distinct variants stacked on the batch dimension ([variants·B, 128, T', 6]), and pool 4
+        as at a window's start, where its first conv 4 row saw zero padding before it, as in
+        a window cut out on its own (its last conv 4 row is never pooled).  A shift that is a
+        multiple of a pooling stride only shifts that pooling's output, so the shifted inputs
+        share every layer up to the first pooling whose grid they cross; only then is the
+        pooling repeated at the other offset, as one more variant.
         """
         x = self.input_norm(spectrogram[:, None])                       # [B, 1, T, 96]
-        variants = {(): x}
-        pending = [((), shift) for shift in shifts]
-        for i in range(5):
-            if i == 0:
-                variants = {key: self._first_conv_signed(v) for key, v in variants.items()}
-            elif i < 4:
-                variants = {key: self._conv_signed(i, v) for key, v in variants.items()}
+        batch = x.shape[0]
+        layer = self._first_conv_signed(x)                              # one variant
+        pending = [(0, shift) for shift in shifts]                      # (variant, shift left)
+        for i in range(4):
+            if i > 0:
+                layer = self._conv_signed(i, layer)                     # conv 4: (plain, at start)
+            stride = 2
+            parts, index_of, moved = [], {}, []
+            for variant, shift in pending:
+                offset = shift % stride
+                if (variant, offset) not in index_of:
+                    index_of[variant, offset] = len(parts)
+                    rows = slice(variant * batch, (variant + 1) * batch)
+                    if i == 0:
+                        parts.append(_max_pool_first(layer[rows, :, offset:]))
+                    elif i < 3:
+                        parts.append(F.max_pool2d(layer[rows, :, offset:], 2, 2))
+                    else:
+                        full, at_start = (v[rows, :, offset:] for v in layer)
+                        parts.append((F.max_pool2d(full, 2, 2), _max_pool_window_start(at_start, full)))
+                moved.append((index_of[variant, offset], shift // stride))
+            pending = moved
+            if i < 3:
+                layer = self._relu_norm_signed(i, _stack_cropped(parts))
             else:
-                variants = {key: self.norms[i].apply_(
-                                self.convs[i](v.contiguous(memory_format=torch.channels_last)).relu_())
-                            for key, v in variants.items()}
-                break
-            size, stride = self.pools[i]
-            if i == 0:
-                stride = (stride[0], 1)                                 # frequency already strided
-            pooled, moved = {}, []
-            for key, shift in pending:
-                offset = shift % stride[0]
-                new_key = key + (offset,)
-                if new_key not in pooled:
-                    pooled[new_key] = self._relu_norm_signed(
-                        i, F.max_pool2d(variants[key][:, :, offset:], size, stride))
-                moved.append((new_key, shift // stride[0]))
-            variants, pending = pooled, moved
-        return [variants[key][:, :, shift:].contiguous() for key, shift in pending]
+                pooled = self._relu_norm_signed(i, _stack_cropped([part[0] for part in parts]))
+                pooled_at_start = self._relu_norm_signed(i, _stack_cropped([part[1] for part in parts]))
+        return pooled, pooled_at_start, pending
+
+    def _relu_norm_last(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norms[4].apply_(x.relu())
 
     # Layers 1-4 are conv → ReLU → BN → max-pool.  ReLU and BN are monotone per channel
     # (BN decreasing where its scale is negative), so they are applied after the pooling, on a
@@ -144,10 +156,15 @@ class MttVgg(TaggingNetwork):
     def _signs(self, i: int) -> torch.Tensor:
         return torch.where(self.norms[i].scale < 0, -1.0, 1.0)
 
-    def _conv_signed(self, i: int, x: torch.Tensor) -> torch.Tensor:
+    def _conv_signed(self, i: int, x: torch.Tensor):
+        """Signed conv i; conv 4 also as at a window's start: ``(plain, without the previous row)``."""
         sign = self._signs(i)
-        return F.conv2d(x.contiguous(memory_format=torch.channels_last),
-                        self.convs[i].weight * sign.view(-1, 1, 1, 1), self.convs[i].bias * sign, padding=1)
+        weight, bias = self.convs[i].weight * sign.view(-1, 1, 1, 1), self.convs[i].bias * sign
+        if i == 3:
+            previous, same, following = _time_taps(x, weight, bias)
+            at_start = same.add_(following)
+            return at_start + previous, at_start
+        return F.conv2d(x.contiguous(memory_format=torch.channels_last), weight, bias, padding=1)
 
     def _relu_norm_signed(self, i: int, pooled: torch.Tensor) -> torch.Tensor:
         """BN(ReLU(.)) of a max-pooled signed conv output (in place)."""
@@ -166,14 +183,39 @@ class MttVgg(TaggingNetwork):
         batch, frames, bands = patches.shape[:3]
         sign = self._signs(0)
         weight = self.convs[0].weight.reshape(self.channels, 9).T * sign   # [9, 128], (time, freq) order
-        out = torch.addmm(self.convs[0].bias * sign, patches.reshape(-1, 9), weight)   # [B·T·48, 128]
+        out = torch.mm(patches.reshape(-1, 9), weight).add_(self.convs[0].bias * sign)   # [B·T·48, 128]
         return out.view(batch, frames, bands, self.channels).permute(0, 3, 1, 2)
 
     def conv_features(self, spectrogram: torch.Tensor) -> torch.Tensor:
         return self._as_features(self.last_conv(spectrogram))
 
     def conv_features_shifted(self, spectrogram: torch.Tensor, shifts: list[int]) -> list[torch.Tensor]:
-        return [self._as_features(x) for x in self._last_conv_shifted(spectrogram, shifts)]
+        return [window.inner for window in self.window_features_shifted(spectrogram, shifts)]
+
+    def window_features_shifted(self, spectrogram: torch.Tensor, shifts: list[int]) -> list[WindowFeatures]:
+        """Conv 5 features, also as a window cut out on its own sees its first two and last
+        positions: its conv 5 pads the first and last with zeros, and its first pool 4
+        position comes from a conv 4 row that was zero-padded too (the earlier layers' padding
+        changes little: mean cosine ≥ 0.997 to exact windows of real music).
+        """
+        pooled, pooled_at_start, pending = self._last_conv_inputs(spectrogram, shifts)
+        n_variants = pooled.shape[0]
+        # what each position receives through each time tap, zero past the ends
+        previous, same, following = _time_taps(torch.cat([pooled, pooled_at_start]),
+                                               self.convs[4].weight, self.convs[4].bias)
+        start_previous, start_same = previous[n_variants:], same[n_variants:]
+        previous, same, following = previous[:n_variants], same[:n_variants], following[:n_variants]
+        maps = (previous + same + following,                           # inner
+                start_same + following,                                 # window's position 0 at p
+                _shift_time(start_previous + same + following, -1),     # its position 1
+                previous + same)                                        # window's last position at p
+        maps = [self._as_features(self._relu_norm_last(y)) for y in maps]
+        batch = spectrogram.shape[0]
+        result = []
+        for variant, drop in pending:
+            inner, first, second, last = (y[variant * batch:(variant + 1) * batch, :, drop:] for y in maps)
+            result.append(WindowFeatures(inner, (first, second), last))
+        return result
 
     @staticmethod
     def _as_features(x: torch.Tensor) -> torch.Tensor:
@@ -194,6 +236,48 @@ class MttVgg(TaggingNetwork):
             state.update(_prefixed(f"norms.{i}", FrozenBatchNorm.state_from_tf(tensors, f"batch_normalization_{i + 1}")))
         state.update(_prefixed("output", _dense_state(tensors, "dense")))
         return state
+
+
+def _time_taps(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """A 3×3 "same" conv of [B, C, T, F] split by time tap: what each position receives from
+    the previous row, from its own row (with the bias) and from the next row; zero past the
+    ends, so the three sum to the plain conv.  Costs one conv: leaving out a tap gives the
+    position as the first or last row of a window cut out on its own sees it."""
+    out = weight.shape[0]
+    taps = F.conv2d(x.contiguous(memory_format=torch.channels_last),
+                    weight.permute(2, 0, 1, 3).reshape(3 * out, weight.shape[1], 1, 3), padding=(0, 1))
+    previous, same, following = taps.split(out, dim=1)
+    return _shift_time(previous, 1), same + bias.view(1, -1, 1, 1), _shift_time(following, -1)
+
+
+def _shift_time(x: torch.Tensor, steps: int) -> torch.Tensor:
+    """out[:, :, t] = x[:, :, t - steps], zero where that is outside x."""
+    if steps > 0:
+        return F.pad(x[:, :, :-steps], (0, 0, steps, 0))
+    return F.pad(x[:, :, -steps:], (0, 0, 0, -steps))
+
+
+def _stack_cropped(parts: list[torch.Tensor]) -> torch.Tensor:
+    """Variants [B, C, T_k, F] stacked on the batch dimension, cut to the shortest T_k."""
+    if len(parts) == 1:
+        return parts[0]
+    length = min(part.shape[2] for part in parts)
+    return torch.cat([part[:, :, :length] for part in parts])
+
+
+def _max_pool_window_start(at_start: torch.Tensor, full: torch.Tensor) -> torch.Tensor:
+    """2×2 max-pool (stride 2) whose first row of each pair comes from ``at_start``."""
+    rows, bands = full.shape[2] // 2, full.shape[3] // 2
+    pairs = torch.maximum(at_start[:, :, 0:2 * rows:2], full[:, :, 1:2 * rows:2])
+    return torch.maximum(pairs[:, :, :, 0:2 * bands:2], pairs[:, :, :, 1:2 * bands:2])
+
+
+def _max_pool_first(x: torch.Tensor) -> torch.Tensor:
+    """Pool 1 (4 frames, stride 2) of a channels-last [B, C, T, F] tensor, as F.max_pool2d
+    with kernel (4, 1) and stride (2, 1) but ~7× faster: two pairwise maxima on whole rows."""
+    rows = x.permute(0, 2, 3, 1)                                        # [B, T, F, C] contiguous
+    pairs = torch.maximum(rows[:, 0:-1:2], rows[:, 1::2])              # frames (2j, 2j+1)
+    return torch.maximum(pairs[:, :-1], pairs[:, 1:]).permute(0, 3, 1, 2)
 
 
 def _pad_time_same(x: torch.Tensor, kernel: int) -> torch.Tensor:
@@ -347,6 +431,6 @@ def make_musicnn_encoder(name: str, device: str = "cpu") -> Encoder:
     if name == "mtt_vgg":
         # pool4 position p covers frames 16p … 16p+29: centre 16p + 14.5; 11 positions per patch
         return Encoder(**common, feature_stride=16, feature_offset=14.5, positions_per_window=11,
-                       context_frames=64, phases=4, embedding_dim=MttVgg.channels * MttVgg.bands)
+                       context_frames=64, phases=8, embedding_dim=MttVgg.channels * MttVgg.bands)
     return Encoder(**common, feature_stride=1, feature_offset=0.0, positions_per_window=patch,
                    context_frames=80, phases=1, embedding_dim=network.feature_dim)
