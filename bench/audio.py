@@ -7,9 +7,13 @@
    ``embed_frames`` time at --fps as a multiple of real time, and the exact per-window
    reference on an evenly spread subset of the same frames: its time per window (extrapolated
    to all frames, for the speed-up) and the cosine similarity to the fast embeddings.
-2. Peak memory (max RSS of a fresh process) for decode + embed of 1 minute and of 60 minutes
+2. The same agreement on every piece in ../shared/audio (60 s from 0:20 of each, --pieces-windows
+   evenly spread frames), split into windows on a computed phase and windows between two.
+3. Peak memory (max RSS of a fresh process) for decode + embed of 1 minute and of 60 minutes
    of audio; the 60-minute file is a 44.1 kHz stereo WAV made in a temp dir by concatenating
    the real HyperRogue pieces.
+
+Like the CLI and the worker, the bench first calls ``keep_freed_memory()`` (allocator.py).
 """
 
 from __future__ import annotations
@@ -56,6 +60,17 @@ def max_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+
+
+def on_computed_phase(encoder, times: np.ndarray) -> np.ndarray:
+    """True for windows whose first frame is on one of the song pass's phases."""
+    first = np.floor((np.round(times * encoder.sample_rate) + encoder.first_frame_offset)
+                     / encoder.frontend.hop + 0.5).astype(np.int64)
+    return first % (encoder.feature_stride // encoder.phases) == 0
+
+
 def song_benchmark(encoder_name: str, fps: float, exact_windows: int) -> dict:
     from traeumer_blender.audio import load_audio
     from traeumer_blender.encoders import load_encoder
@@ -80,10 +95,10 @@ def song_benchmark(encoder_name: str, fps: float, exact_windows: int) -> dict:
         exact_per_window_s = min(exact_per_window_s, (time.perf_counter() - started) / len(part))
     exact = np.concatenate(exact_parts)
     chosen = fast[subset]
-    cosine = (chosen * exact).sum(1) / (np.linalg.norm(chosen, axis=1) * np.linalg.norm(exact, axis=1))
+    cosine = cosine_rows(chosen, exact)
     mean = exact.mean(axis=0)
-    a, b = chosen - mean, exact - mean
-    centred = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+    centred = cosine_rows(chosen - mean, exact - mean)
+    on_phase = on_computed_phase(encoder, times[subset])
     return {
         "encoder": encoder.source_id, "song_seconds": round(seconds, 1), "frames": len(times),
         "decode_s": round(decode_s, 2), "embed_frames_best_of_3_s": round(embed_s, 2),
@@ -95,7 +110,33 @@ def song_benchmark(encoder_name: str, fps: float, exact_windows: int) -> dict:
         "exact_windows_compared": len(subset),
         "cosine_mean": round(float(cosine.mean()), 4), "cosine_min": round(float(cosine.min()), 4),
         "cosine_centred_mean": round(float(centred.mean()), 4),
+        "cosine_on_phase_mean": round(float(cosine[on_phase].mean()), 4) if on_phase.any() else None,
+        "cosine_between_phases_mean": round(float(cosine[~on_phase].mean()), 4) if (~on_phase).any() else None,
+        "windows_between_phases": int((~on_phase).sum()),
     }
+
+
+def pieces_benchmark(encoder_name: str, fps: float, windows: int) -> list[dict]:
+    """Cosine to exact windows on every piece of ../shared/audio (60 s from 0:20)."""
+    from traeumer_blender.audio import load_audio
+    from traeumer_blender.encoders import load_encoder
+
+    encoder = load_encoder(encoder_name)
+    rows = []
+    for path in sorted(MUSIC.iterdir()):
+        if path.suffix.lower() not in (".mp3", ".ogg", ".flac", ".wav"):
+            continue
+        audio = load_audio(path, start=20.0, duration=60.0)
+        times = np.arange(0.0, len(audio) / encoder.sample_rate, 1.0 / fps)
+        subset = np.linspace(0, len(times) - 1, windows).round().astype(int)
+        cosine = cosine_rows(encoder.embed_frames(audio, times)[subset],
+                             encoder.embed_windows_exact(audio, times[subset]))
+        on_phase = on_computed_phase(encoder, times[subset])
+        rows.append({"piece": path.name, "cosine_mean": round(float(cosine.mean()), 4),
+                     "cosine_min": round(float(cosine.min()), 4),
+                     "on_phase": round(float(cosine[on_phase].mean()), 4) if on_phase.any() else None,
+                     "between_phases": round(float(cosine[~on_phase].mean()), 4) if (~on_phase).any() else None})
+    return rows
 
 
 def make_hour_wav(path: Path, minutes: float) -> None:
@@ -119,6 +160,8 @@ def make_hour_wav(path: Path, minutes: float) -> None:
 def memory_child(path: str, encoder_name: str, fps: float) -> None:
     """Run in a fresh process: decode + embed one file, print RSS figures as JSON."""
     import torch  # noqa: F401  (baseline includes the libraries)
+    from traeumer_blender.allocator import keep_freed_memory
+    keep_freed_memory()
     from traeumer_blender.audio import load_audio
     from traeumer_blender.encoders import load_encoder
 
@@ -148,6 +191,8 @@ def main() -> None:
     parser.add_argument("--encoder", default="default")
     parser.add_argument("--fps", type=float, default=30.0)
     parser.add_argument("--exact-windows", type=int, default=300)
+    parser.add_argument("--pieces-windows", type=int, default=150,
+                        help="windows compared per piece of ../shared/audio (0: skip that part)")
     parser.add_argument("--skip-hour", action="store_true", help="only the 1-minute memory case")
     parser.add_argument("--memory-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -155,10 +200,19 @@ def main() -> None:
         memory_child(args.memory_child, args.encoder, args.fps)
         return
 
+    from traeumer_blender.allocator import keep_freed_memory
+    kept = keep_freed_memory()
     print(f"# bench/audio.py  encoder={args.encoder} fps={args.fps}  cpus={os.cpu_count()}  "
-          f"load average before: {os.getloadavg()[0]:.1f}  matmul {matmul_gflops():.0f} GFLOP/s")
+          f"load average before: {os.getloadavg()[0]:.1f}  matmul {matmul_gflops():.0f} GFLOP/s  "
+          f"keep_freed_memory: {kept}")
     song = song_benchmark(args.encoder, args.fps, args.exact_windows)
     print("5-minute song:", json.dumps(song))
+    if args.pieces_windows:
+        rows = pieces_benchmark(args.encoder, args.fps, args.pieces_windows)
+        for row in rows:
+            print("piece:", json.dumps(row))
+        print(f"pieces: mean cosine {np.mean([row['cosine_mean'] for row in rows]):.4f} over {len(rows)} pieces, "
+              f"lowest piece {min(row['cosine_mean'] for row in rows):.4f}")
     with tempfile.TemporaryDirectory() as folder:
         cases = [("1 min", 1.0)] + ([] if args.skip_hour else [("60 min", 60.0)])
         for label, minutes in cases:

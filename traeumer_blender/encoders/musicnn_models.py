@@ -95,7 +95,7 @@ class MttVgg(TaggingNetwork):
         self.norms = torch.nn.ModuleList([FrozenBatchNorm(self.channels) for _ in range(5)])
         self.output = torch.nn.Linear(2 * self.channels, 50)
         # pooling after convs 1..4 (TF "valid"): (time, frequency) windows (4, 1) then 2×2, all
-        # with stride 2×2; see _max_pool_first and _last_conv_inputs
+        # with stride 2×2; see _first_conv_pooled_signed and _last_conv_inputs
 
     def last_conv(self, spectrogram: torch.Tensor) -> torch.Tensor:
         """[B, T, 96] → [B, 128, T', 6] (after conv 5's ReLU and batch norm)."""
@@ -117,7 +117,7 @@ class MttVgg(TaggingNetwork):
         """
         x = self.input_norm(spectrogram[:, None])                       # [B, 1, T, 96]
         batch = x.shape[0]
-        layer = self._first_conv_signed(x)                              # one variant
+        layer = None                                                    # conv 1 is fused with pool 1
         pending = [(0, shift) for shift in shifts]                      # (variant, shift left)
         for i in range(4):
             if i > 0:
@@ -130,7 +130,7 @@ class MttVgg(TaggingNetwork):
                     index_of[variant, offset] = len(parts)
                     rows = slice(variant * batch, (variant + 1) * batch)
                     if i == 0:
-                        parts.append(_max_pool_first(layer[rows, :, offset:]))
+                        parts.append(self._first_conv_pooled_signed(x, offset))
                     elif i < 3:
                         parts.append(F.max_pool2d(layer[rows, :, offset:], 2, 2))
                     else:
@@ -171,20 +171,32 @@ class MttVgg(TaggingNetwork):
         view = (1, -1, 1, 1)
         return self.norms[i].apply_(pooled.mul_(self._signs(i).view(view)).relu_())
 
-    def _first_conv_signed(self, x: torch.Tensor) -> torch.Tensor:
-        """Signed conv 1 on [B, 1, T, 96] → [B, 128, T, 48] (channels-last memory).
+    def _first_conv_pooled_signed(self, x: torch.Tensor, offset: int, block: int = 256) -> torch.Tensor:
+        """Pool 1 of signed conv 1 of [B, 1, T, 96] started ``offset`` frames later →
+        [B, 128, T', 48] (channels-last memory).
 
         Pool 1 keeps every other frequency bin (window 1, stride 2), so only those bins are
-        computed.  With one input channel the conv is a [9 → 128] matmul on 3×3 patches,
-        which writes its output straight in the channels-last layout the next layers want.
+        computed.  With one input channel the conv is a [9 → 128] matmul on 3×3 patches, which
+        writes its output straight in the channels-last layout the next layers want.  The
+        full-rate conv output is the network's largest tensor, so it is made and pooled
+        ``block`` output rows at a time and never exists whole.
         """
         padded = F.pad(x[:, 0], (1, 1, 1, 1))                          # [B, T+2, 98]
         patches = padded.unfold(1, 3, 1).unfold(2, 3, 2)               # [B, T, 48, 3 time, 3 freq]
         batch, frames, bands = patches.shape[:3]
         sign = self._signs(0)
         weight = self.convs[0].weight.reshape(self.channels, 9).T * sign   # [9, 128], (time, freq) order
-        out = torch.mm(patches.reshape(-1, 9), weight).add_(self.convs[0].bias * sign)   # [B·T·48, 128]
-        return out.view(batch, frames, bands, self.channels).permute(0, 3, 1, 2)
+        bias = self.convs[0].bias * sign
+        n_out = max(0, (frames - offset - 4) // 2 + 1)                 # pool 1: 4 frames, stride 2
+        pooled = x.new_empty((batch, n_out, bands, self.channels))
+        for first in range(0, n_out, block):
+            count = min(block, n_out - first)
+            frame = offset + 2 * first
+            conv = torch.mm(patches[:, frame:frame + 2 * count + 2].reshape(-1, 9), weight).add_(bias)
+            conv = conv.view(batch, 2 * count + 2, bands, self.channels)
+            pairs = torch.maximum(conv[:, 0:-1:2], conv[:, 1::2])      # frames (2j, 2j+1)
+            torch.maximum(pairs[:, :-1], pairs[:, 1:], out=pooled[:, first:first + count])
+        return pooled.permute(0, 3, 1, 2)
 
     def conv_features(self, spectrogram: torch.Tensor) -> torch.Tensor:
         return self._as_features(self.last_conv(spectrogram))
@@ -270,14 +282,6 @@ def _max_pool_window_start(at_start: torch.Tensor, full: torch.Tensor) -> torch.
     rows, bands = full.shape[2] // 2, full.shape[3] // 2
     pairs = torch.maximum(at_start[:, :, 0:2 * rows:2], full[:, :, 1:2 * rows:2])
     return torch.maximum(pairs[:, :, :, 0:2 * bands:2], pairs[:, :, :, 1:2 * bands:2])
-
-
-def _max_pool_first(x: torch.Tensor) -> torch.Tensor:
-    """Pool 1 (4 frames, stride 2) of a channels-last [B, C, T, F] tensor, as F.max_pool2d
-    with kernel (4, 1) and stride (2, 1) but ~7× faster: two pairwise maxima on whole rows."""
-    rows = x.permute(0, 2, 3, 1)                                        # [B, T, F, C] contiguous
-    pairs = torch.maximum(rows[:, 0:-1:2], rows[:, 1::2])              # frames (2j, 2j+1)
-    return torch.maximum(pairs[:, :-1], pairs[:, 1:]).permute(0, 3, 1, 2)
 
 
 def _pad_time_same(x: torch.Tensor, kernel: int) -> torch.Tensor:
