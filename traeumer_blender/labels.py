@@ -37,6 +37,7 @@ import numpy as np
 
 from .errors import TraeumerError
 from .mapping import Mapper, clip_window_centres, standardisation, zero_label_mapper
+from .npz_files import open_npz
 from .png import encode_png, write_atomic
 
 FORMAT = "traeumer-labels-1"
@@ -226,17 +227,12 @@ class LabelSet:
     @classmethod
     def load(cls, path) -> "LabelSet":
         path = os.fspath(path)
-        if not os.path.isfile(path):
-            raise TraeumerError(f"label set not found: {path}")
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                if "format" not in data.files or str(data["format"]) != FORMAT:
-                    raise ValueError("format")
-                meta = json.loads(str(data["meta_json"]))
-                embeddings = np.asarray(data["embeddings"], dtype=np.float32)
-                window_pair = np.asarray(data["window_pair"], dtype=np.int64)
-                ws = np.asarray(data["ws"], dtype=np.float32)
-                thumbnails = np.asarray(data["thumbnails"], dtype=np.uint8)
+        with open_npz(path, FORMAT, "label set") as data:
+            meta = json.loads(str(data["meta_json"]))
+            embeddings = np.asarray(data["embeddings"], dtype=np.float32)
+            window_pair = np.asarray(data["window_pair"], dtype=np.int64)
+            ws = np.asarray(data["ws"], dtype=np.float32)
+            thumbnails = np.asarray(data["thumbnails"], dtype=np.uint8)
             labels = cls(meta["generator_source_id"], meta["encoder_source_id"], meta["w_dim"],
                          meta["embedding_dim"], meta["window_seconds"],
                          generator_source=meta.get("generator_source", ""),
@@ -248,10 +244,6 @@ class LabelSet:
             pairs = meta["pairs"]
             if not isinstance(pairs, list) or not all(isinstance(p, dict) and "id" in p for p in pairs):
                 raise ValueError("pairs")
-        except TraeumerError:
-            raise
-        except Exception:
-            raise TraeumerError(f"{path} is not a TräumerAI label set") from None
         n = len(pairs)
         size = labels.thumbnail_size
         consistent = (ws.shape == (n, labels.w_dim) and thumbnails.shape == (n, size, size, 3)

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .errors import TraeumerError
+from .npz_files import open_npz
 
 FORMAT = "traeumer-mapper-1"
 KIND_TRAINED = "trained"
@@ -187,31 +188,22 @@ class Mapper:
     @classmethod
     def load(cls, path) -> "Mapper":
         path = os.fspath(path)
-        if not os.path.isfile(path):
-            raise TraeumerError(f"mapper file not found: {path}")
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                if "format" not in data.files or str(data["format"]) != FORMAT:
-                    raise ValueError("format")
-                input_mean = data["input_mean"]
-                mapper = cls(
-                    weight=data["weight"].astype(np.float64),
-                    bias=data["bias"].astype(np.float64),
-                    w_mean=data["w_mean"].astype(np.float64),
-                    w_std=data["w_std"].astype(np.float64),
-                    input_mean=input_mean.astype(np.float64) if input_mean.size else None,
-                    input_scale=data["input_scale"].astype(np.float64) if input_mean.size else None,
-                    kind=str(data["kind"]),
-                    encoder_source_id=str(data["encoder_source_id"]),
-                    generator_source_id=str(data["generator_source_id"]),
-                    seed=int(data["seed"]),
-                    contrast=float(data["contrast"]),
-                    info=json.loads(str(data["info_json"])),
-                )
-        except TraeumerError:
-            raise
-        except Exception:
-            raise TraeumerError(f"{path} is not a TräumerAI mapper file") from None
+        with open_npz(path, FORMAT, "mapper file") as data:
+            input_mean = data["input_mean"]
+            mapper = cls(
+                weight=data["weight"].astype(np.float64),
+                bias=data["bias"].astype(np.float64),
+                w_mean=data["w_mean"].astype(np.float64),
+                w_std=data["w_std"].astype(np.float64),
+                input_mean=input_mean.astype(np.float64) if input_mean.size else None,
+                input_scale=data["input_scale"].astype(np.float64) if input_mean.size else None,
+                kind=str(data["kind"]),
+                encoder_source_id=str(data["encoder_source_id"]),
+                generator_source_id=str(data["generator_source_id"]),
+                seed=int(data["seed"]),
+                contrast=float(data["contrast"]),
+                info=json.loads(str(data["info_json"])),
+            )
         w_dim, embedding_dim = mapper.weight.shape
         shapes_ok = (mapper.bias.shape == (w_dim,) and mapper.w_mean.shape == (w_dim,)
                      and mapper.w_std.shape == (w_dim,)

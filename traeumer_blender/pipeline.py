@@ -67,6 +67,7 @@ import numpy as np
 from . import png, smoothing, timing
 from .errors import TraeumerError
 from .mapping import KIND_ZERO_LABEL, Mapper, zero_label_mapper
+from .npz_files import open_npz
 from .paths import file_digest
 
 STYLES_FORMAT = "traeumer-styles-1"
@@ -300,28 +301,21 @@ def save_styles(path, styles: Styles) -> None:
 def load_styles(path) -> Styles:
     """Read a styles.npz written by save_styles (no pickles)."""
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise TraeumerError(f"styles file not found: {path}")
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            if str(data["format"]) != STYLES_FORMAT:
-                raise ValueError("format")
-            text = {name: str(data[name]) for name in (
-                "generator_source", "generator_source_id", "encoder_source", "encoder_source_id",
-                "mapper_kind", "mapper_source", "audio_path", "audio_digest", "fingerprint",
-                "smoothing_kind")}
-            styles = Styles(
-                group_ws=data["group_ws"], layer_group=data["layer_group"],
-                layer_resolutions=data["layer_resolutions"], raw_ws=data["raw_ws"],
-                embeddings=data["embeddings"], frame_times=data["frame_times"],
-                fps=Fraction(int(data["fps_num"]), int(data["fps_den"])),
-                start=float(data["start"]), duration=float(data["duration"]),
-                smoothing_seconds=tuple(float(v) for v in data["smoothing_seconds"]),
-                truncation=float(data["truncation"]), seed=int(data["seed"]),
-                resolution=int(data["resolution"]),
-                settings=json.loads(str(data["settings_json"])), **text)
-    except (KeyError, ValueError, OSError, EOFError) as error:
-        raise TraeumerError(f"{path} is not a readable styles.npz ({type(error).__name__})") from None
+    with open_npz(path, STYLES_FORMAT, "styles file") as data:
+        text = {name: str(data[name]) for name in (
+            "generator_source", "generator_source_id", "encoder_source", "encoder_source_id",
+            "mapper_kind", "mapper_source", "audio_path", "audio_digest", "fingerprint",
+            "smoothing_kind")}
+        styles = Styles(
+            group_ws=data["group_ws"], layer_group=data["layer_group"],
+            layer_resolutions=data["layer_resolutions"], raw_ws=data["raw_ws"],
+            embeddings=data["embeddings"], frame_times=data["frame_times"],
+            fps=Fraction(int(data["fps_num"]), int(data["fps_den"])),
+            start=float(data["start"]), duration=float(data["duration"]),
+            smoothing_seconds=tuple(float(v) for v in data["smoothing_seconds"]),
+            truncation=float(data["truncation"]), seed=int(data["seed"]),
+            resolution=int(data["resolution"]),
+            settings=json.loads(str(data["settings_json"])), **text)
     n_frames, n_groups, _ = styles.group_ws.shape
     if (n_groups != len(smoothing.GROUP_NAMES) or len(styles.frame_times) != n_frames
             or styles.layer_group.max(initial=0) >= n_groups):

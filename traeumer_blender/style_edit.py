@@ -24,6 +24,7 @@ import os
 import numpy as np
 
 from .errors import TraeumerError
+from .npz_files import open_npz, parse_errors_as
 from .png import write_atomic
 
 GROUP_NAMES = ("coarse", "middle", "fine")
@@ -128,18 +129,10 @@ def save_curves(path, names, groups, frame_start, baseline, applied, mean, basis
 
 
 def load_curves(path) -> dict:
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise TraeumerError(f"curves file not found: {path} (generate the track again)")
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            if str(data["format"]) != CURVES_FORMAT:
-                raise ValueError("format")
-            curves = {key: data[key] for key in data.files}
-    except (KeyError, ValueError, OSError, EOFError) as error:
-        raise TraeumerError(f"{path} is not a readable curves file ({type(error).__name__})") from None
-    curves["names"] = [str(name) for name in curves["names"]]
-    curves["groups"] = [int(g) for g in curves["groups"]]
+    with open_npz(path, CURVES_FORMAT, "curves file", missing_hint="generate the track again") as data:
+        curves = {key: data[key] for key in data.files}
+        curves["names"] = [str(name) for name in curves["names"]]
+        curves["groups"] = [int(g) for g in curves["groups"]]
     return curves
 
 
@@ -232,11 +225,9 @@ def update_frames(styles_path, edits_path, progress=None, cancel=None, device="a
     out_dir = os.path.dirname(os.path.abspath(os.fspath(styles_path)))
     cpath = curves_path(out_dir)
     curves = load_curves(cpath)
-    try:
+    with parse_errors_as(f"cannot read the curve values {edits_path}"):
         with np.load(os.fspath(edits_path), allow_pickle=False) as data:
             values = np.asarray(data["values"], dtype=np.float64)
-    except (KeyError, ValueError, OSError, EOFError) as error:
-        raise TraeumerError(f"cannot read the curve values {edits_path} ({type(error).__name__})") from None
     if values.shape != curves["baseline"].shape:
         raise TraeumerError(f"curve values have shape {values.shape}, the track has {curves['baseline'].shape}")
     if not np.all(np.isfinite(values)):
