@@ -9,7 +9,7 @@ extension's user folder; the collections here only mirror it for the panel.
 import os
 
 import bpy
-from bpy.props import (BoolProperty, CollectionProperty, EnumProperty, FloatProperty, IntProperty,
+from bpy.props import (CollectionProperty, EnumProperty, FloatProperty, IntProperty,
                        PointerProperty, StringProperty)
 
 from .traeumer_blender.labels import SUFFIX, default_set_path

@@ -7,7 +7,6 @@ expensive part is the worker loading the generator, so each process runs several
 """
 
 import hashlib
-import json
 import os
 import subprocess
 import sys

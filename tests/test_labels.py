@@ -3,7 +3,6 @@
 clip" and training the mapping from labelled clips, with the real encoder, the built-in
 generator and real music."""
 
-import json
 import os
 import subprocess
 import sys

@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 
 from traeumer_blender import mapping
-from traeumer_blender.audio import load_audio
 from traeumer_blender.errors import TraeumerError
 from traeumer_blender.pipeline import GenerateSettings, get_encoder, get_generator, run_generate
 

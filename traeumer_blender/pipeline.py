@@ -60,13 +60,12 @@ import time
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
-from pathlib import Path
 
 import numpy as np
 
 from . import png, smoothing, timing
 from .errors import TraeumerError
-from .mapping import KIND_ZERO_LABEL, Mapper, zero_label_mapper
+from .mapping import Mapper, zero_label_mapper
 from .npz_files import open_npz
 from .paths import file_digest
 
@@ -316,8 +315,9 @@ def load_styles(path) -> Styles:
             truncation=float(data["truncation"]), seed=int(data["seed"]),
             resolution=int(data["resolution"]),
             settings=json.loads(str(data["settings_json"])), **text)
-    n_frames, n_groups, _ = styles.group_ws.shape
-    if (n_groups != len(smoothing.GROUP_NAMES) or len(styles.frame_times) != n_frames
+    n_groups = len(smoothing.GROUP_NAMES)
+    if (styles.group_ws.ndim != 3 or styles.group_ws.shape[1] != n_groups
+            or len(styles.frame_times) != len(styles.group_ws)
             or styles.layer_group.max(initial=0) >= n_groups):
         raise TraeumerError(f"{path} is a damaged styles.npz (inconsistent shapes)")
     return styles

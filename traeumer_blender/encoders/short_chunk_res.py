@@ -14,7 +14,6 @@ import pickle
 import re
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 

@@ -19,18 +19,16 @@ that names the file and the problem (:class:`~traeumer_blender.errors.TraeumerEr
 from __future__ import annotations
 
 import argparse
-import io
 import math
 import os
 import pickle
 import re
 import zipfile
-from typing import Dict, Optional, Tuple
+from typing import Dict, Tuple
 
 import numpy as np
 import torch
 
-from ..errors import TraeumerError
 from .network import GeneratorConfig, fir_2d
 from .safe_pickle import PersistentObject, TFNetwork, UnsafePickleError, restricted_load
 
@@ -391,7 +389,7 @@ def convert_nvidia_tf(obj):
         raise CheckpointError(f"unknown TF network pickle version {gs.state.get('version')}")
     kw = dict(_tf_check_kwargs(gs, "Gs"))
     mkw = _tf_check_kwargs(mapping, "G_mapping")
-    skw = _tf_check_kwargs(synthesis, "G_synthesis")
+    _tf_check_kwargs(synthesis, "G_synthesis")                  # refuses unknown kwargs
     sfunc = str(synthesis.state.get("build_func_name", ""))
     if sfunc not in ("G_synthesis_stylegan2", "G_synthesis", ""):
         raise CheckpointError(f"synthesis network {sfunc!r} is not the StyleGAN2 skip generator")

@@ -18,8 +18,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
-import time
-from typing import Dict, Optional, Sequence, Tuple, Union
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 import torch
@@ -27,7 +26,7 @@ from torch import nn
 
 from ..errors import TraeumerError
 from .. import paths
-from .network import MODCONV_MODES, GeneratorConfig, MappingNetwork, SynthesisNetwork
+from .network import GeneratorConfig, MappingNetwork, SynthesisNetwork
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 W_STATS_SAMPLES = 10_000

@@ -37,10 +37,9 @@ from __future__ import annotations
 
 import math
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, asdict
+from dataclasses import dataclass, asdict
 from typing import Dict, List, Optional
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
