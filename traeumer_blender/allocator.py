@@ -3,9 +3,10 @@
 
 The music and image passes allocate the same large tensors (tens of MB) again for every
 chunk.  By default glibc serves blocks that large with a fresh ``mmap`` and unmaps them on
-free, so every chunk pays a page fault for each 4 KiB it touches (~10 % of the song-wide
+free, so every chunk pays a page fault for each 4 KiB it touches (~8 % of the song-wide
 encoder pass, BENCHMARKS.md "Audio").  Raising the mmap and trim thresholds lets the freed
-blocks be reused.  Peak memory is unchanged: the blocks are reused, not added.
+blocks be reused.  Peak memory is unchanged: the blocks are reused, not added.  A process that
+lives on after a job (the worker) hands the kept memory back with ``release_freed_memory``.
 """
 
 from __future__ import annotations
@@ -22,19 +23,35 @@ _TRIM_THRESHOLD = 1024 * 1024 * 1024
 _applied = False
 
 
+def _glibc_function(name: str):
+    """A libc function by name, or None off Linux or where libc lacks it (musl)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return getattr(ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6"), name)
+    except (OSError, AttributeError):
+        return None
+
+
 def keep_freed_memory() -> bool:
     """Apply once per process; True where it took effect (Linux with glibc)."""
     global _applied
     if _applied:
         return True
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):                      # musl and others have no mallopt
+    mallopt = _glibc_function("mallopt")
+    if mallopt is None:
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt.restype = ctypes.c_int
     _applied = bool(mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX)) and bool(mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD))
     return _applied
+
+
+def release_freed_memory() -> bool:
+    """Hand memory that was freed but kept back to the system (after a job); True if any was."""
+    malloc_trim = _glibc_function("malloc_trim")
+    if malloc_trim is None:
+        return False
+    malloc_trim.argtypes = [ctypes.c_size_t]
+    malloc_trim.restype = ctypes.c_int
+    return bool(malloc_trim(0))

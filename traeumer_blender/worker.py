@@ -44,7 +44,7 @@ import time
 import traceback
 
 from . import __version__, label_worker
-from .allocator import keep_freed_memory
+from .allocator import keep_freed_memory, release_freed_memory
 from .errors import TraeumerError
 
 PROTOCOL = 1
@@ -183,6 +183,7 @@ class Worker:
                 self.current = None
             self.last_activity = time.monotonic()
             self.channel.send(event, id=job.id, **fields)
+            release_freed_memory()                             # an idle worker keeps its models only
 
     def _run_job(self, job):
         """(event, fields) of a job's outcome."""
