@@ -7,9 +7,10 @@
    ``embed_frames`` time at --fps as a multiple of real time, and the exact per-window
    reference on an evenly spread subset of the same frames: its time per window (extrapolated
    to all frames, for the speed-up) and the cosine similarity to the fast embeddings.
-2. The same agreement on every piece in ../shared/audio (60 s from 0:20 of each, --pieces-windows
+2. The same song at other numbers of phases (--phases, default 8 and 16): speed and agreement.
+3. The same agreement on every piece in ../shared/audio (60 s from 0:20 of each, --pieces-windows
    evenly spread frames), split into windows on a computed phase and windows between two.
-3. Peak memory (max RSS of a fresh process) for decode + embed of 1 minute and of 60 minutes
+4. Peak memory (max RSS of a fresh process) for decode + embed of 1 minute and of 60 minutes
    of audio; the 60-minute file is a 44.1 kHz stereo WAV made in a temp dir by concatenating
    the real HyperRogue pieces.
 
@@ -116,6 +117,33 @@ def song_benchmark(encoder_name: str, fps: float, exact_windows: int) -> dict:
     }
 
 
+def phases_benchmark(encoder_name: str, fps: float, exact_windows: int, phase_counts: list[int]) -> list[dict]:
+    """The song pass at other numbers of phases: speed and agreement, alternating runs."""
+    from traeumer_blender.audio import load_audio
+    from traeumer_blender.encoders import load_encoder
+
+    encoder = load_encoder(encoder_name)
+    phase_counts = [count for count in phase_counts if encoder.feature_stride % count == 0]
+    if not phase_counts:
+        return []
+    audio = load_audio(MUSIC / "time_to_strike.mp3", duration=300.0)
+    seconds = len(audio) / encoder.sample_rate
+    times = np.arange(0.0, seconds, 1.0 / fps)
+    subset = np.linspace(0, len(times) - 1, exact_windows).round().astype(int)
+    exact = encoder.embed_windows_exact(audio, times[subset])
+    best = {count: float("inf") for count in phase_counts}
+    cosine = {}
+    for _ in range(2):
+        for count in phase_counts:
+            encoder.phases = count
+            started = time.perf_counter()
+            fast = encoder.embed_frames(audio, times)
+            best[count] = min(best[count], time.perf_counter() - started)
+            cosine[count] = float(cosine_rows(fast[subset], exact).mean())
+    return [{"phases": count, "embed_s": round(best[count], 2), "embed_x_realtime": round(seconds / best[count], 1),
+             "cosine_mean": round(cosine[count], 4)} for count in phase_counts]
+
+
 def pieces_benchmark(encoder_name: str, fps: float, windows: int) -> list[dict]:
     """Cosine to exact windows on every piece of ../shared/audio (60 s from 0:20)."""
     from traeumer_blender.audio import load_audio
@@ -193,6 +221,8 @@ def main() -> None:
     parser.add_argument("--exact-windows", type=int, default=300)
     parser.add_argument("--pieces-windows", type=int, default=150,
                         help="windows compared per piece of ../shared/audio (0: skip that part)")
+    parser.add_argument("--phases", type=int, nargs="*", default=[8, 16],
+                        help="also time the 5-minute song at these numbers of phases (none: skip)")
     parser.add_argument("--skip-hour", action="store_true", help="only the 1-minute memory case")
     parser.add_argument("--memory-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -207,6 +237,9 @@ def main() -> None:
           f"keep_freed_memory: {kept}")
     song = song_benchmark(args.encoder, args.fps, args.exact_windows)
     print("5-minute song:", json.dumps(song))
+    if args.phases:
+        for row in phases_benchmark(args.encoder, args.fps, args.exact_windows, args.phases):
+            print("phases:", json.dumps(row))
     if args.pieces_windows:
         rows = pieces_benchmark(args.encoder, args.fps, args.pieces_windows)
         for row in rows:
