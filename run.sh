@@ -62,10 +62,15 @@ case "$cmd" in
         setup ;;
     test)
         setup
+        # the tests folder (its pytest.ini) unless the arguments name test files themselves
+        paths=(tests)
+        for arg in "$@"; do
+            case "$arg" in tests/*|*.py|*::*) paths=() ;; esac
+        done
         log "tests on bpy $BPY_MAIN"
-        .venv/bin/python -m pytest "$@"
+        .venv/bin/python -m pytest "${paths[@]}" "$@"
         log "Blender tests on bpy $BPY_LTS"
-        .venv45/bin/python -m pytest -m blender "$@"
+        .venv45/bin/python -m pytest -m blender "${paths[@]}" "$@"
         ;;
     demo)
         setup
