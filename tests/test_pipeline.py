@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from traeumer_blender import png
+from traeumer_blender.encoders import base as encoder_base
 from traeumer_blender.errors import TraeumerError
 from traeumer_blender.pipeline import (Cancelled, GenerateSettings, frame_path, load_styles,
                                        render_frames, run_generate, update_styles)
@@ -148,6 +149,20 @@ def test_changed_settings_render_everything_again(first_run, tmp_path):
     assert result.frames_rendered == 6 and not result.styles_reused
     assert frame_files(out) == [f"frame_{i:06d}.png" for i in range(1, 7)]  # stale frames gone
     assert load_styles(out / "styles.npz").truncation == 0.7
+
+
+def test_a_new_embedding_method_analyses_and_renders_again(first_run, tmp_path, monkeypatch):
+    """Styles analysed by an older version of embed_frames are not taken for current ones."""
+    source, _, _ = first_run
+    out = tmp_path / "upgraded"
+    out.mkdir()
+    for name in os.listdir(source):
+        (out / name).write_bytes((source / name).read_bytes())
+    monkeypatch.setattr(encoder_base, "EMBEDDING_METHOD", encoder_base.EMBEDDING_METHOD + 1)
+    recorder = Recorder()
+    result = run_generate(settings(out), progress=recorder)
+    assert not result.styles_reused and result.frames_rendered == 12
+    assert "embed" in [e.stage for e in recorder.events]
 
 
 @pytest.mark.parametrize("how", ["cancel", "progress raises"])

@@ -540,12 +540,13 @@ def _digest_json(value) -> str:
 def _fingerprints(settings, fps, windows, start, duration, audio_digest, generator, encoder_id,
                   mapper_digest, resolution):
     """(styles fingerprint, frames fingerprint): what styles.npz and the frame pixels depend on."""
+    from .encoders.base import EMBEDDING_METHOD
     styles_inputs = {
         "audio": audio_digest, "start": start, "duration": duration, "fps": timing.format_fps(fps),
         "seed": int(settings.seed), "truncation": float(settings.truncation), "smoothing": list(windows),
         "smoothing_kind": settings.smoothing_kind, "generator": generator.source_id,
-        "encoder": encoder_id, "mapper": mapper_digest, "label": settings.label,
-        "format": STYLES_FORMAT,
+        "encoder": encoder_id, "embedding_method": EMBEDDING_METHOD, "mapper": mapper_digest,
+        "label": settings.label, "format": STYLES_FORMAT,
     }
     frames_inputs = {"styles": styles_inputs, "resolution": resolution,
                      "precision": str(generator.precision), "compression": int(settings.png_compression)}

@@ -50,6 +50,11 @@ MTAT_TAGS = [
 
 ProgressCallback = Callable[[int, int], None]
 
+# Bump when embed_frames gives other numbers for the same audio, so that styles.npz files
+# analysed by an older version are not taken for current ones (pipeline fingerprints).
+# 1: song pass snapped to 4 phases; 2: window padding of convs 4-5 modelled, 8 phases.
+EMBEDDING_METHOD = 2
+
 
 class TaggingNetwork(torch.nn.Module):
     """Interface of the torch part of an encoder; spectrograms are [batch, frames, mels]."""
