@@ -111,12 +111,17 @@ def test_same_inputs_give_identical_files(first_run, tmp_path):
     assert not np.allclose(load_styles(other / "styles.npz").group_ws, first.group_ws)
 
 
-def test_rerun_renders_only_missing_or_damaged_frames(first_run, tmp_path):
-    source, _, _ = first_run
-    out = tmp_path / "resume"
+def copy_of(source: Path, out: Path) -> Path:
+    """A copy of an earlier run's output folder (frames and styles.npz)."""
     out.mkdir()
     for name in os.listdir(source):
         (out / name).write_bytes((source / name).read_bytes())
+    return out
+
+
+def test_rerun_renders_only_missing_or_damaged_frames(first_run, tmp_path):
+    source, _, _ = first_run
+    out = copy_of(source, tmp_path / "resume")
     original = {name: read_bytes(out / name) for name in frame_files(out)}
     os.unlink(frame_path(out, 2))                       # missing
     with open(frame_path(out, 5), "r+b") as stream:     # damaged in the middle
@@ -141,10 +146,7 @@ def test_rerun_renders_only_missing_or_damaged_frames(first_run, tmp_path):
 
 def test_changed_settings_render_everything_again(first_run, tmp_path):
     source, _, _ = first_run
-    out = tmp_path / "changed"
-    out.mkdir()
-    for name in os.listdir(source):
-        (out / name).write_bytes((source / name).read_bytes())
+    out = copy_of(source, tmp_path / "changed")
     result = run_generate(settings(out, duration=1.0, truncation=0.7))
     assert result.frames_rendered == 6 and not result.styles_reused
     assert frame_files(out) == [f"frame_{i:06d}.png" for i in range(1, 7)]  # stale frames gone
@@ -154,10 +156,7 @@ def test_changed_settings_render_everything_again(first_run, tmp_path):
 def test_a_new_embedding_method_analyses_and_renders_again(first_run, tmp_path, monkeypatch):
     """Styles analysed by an older version of embed_frames are not taken for current ones."""
     source, _, _ = first_run
-    out = tmp_path / "upgraded"
-    out.mkdir()
-    for name in os.listdir(source):
-        (out / name).write_bytes((source / name).read_bytes())
+    out = copy_of(source, tmp_path / "upgraded")
     monkeypatch.setattr(encoder_base, "EMBEDDING_METHOD", encoder_base.EMBEDDING_METHOD + 1)
     recorder = Recorder()
     result = run_generate(settings(out), progress=recorder)
@@ -191,10 +190,7 @@ def test_cancel_leaves_only_complete_frames(tmp_path, how):
 
 def test_render_frames_reproduces_and_applies_edits(first_run, tmp_path):
     source, result, _ = first_run
-    out = tmp_path / "edit"
-    out.mkdir()
-    for name in os.listdir(source):
-        (out / name).write_bytes((source / name).read_bytes())
+    out = copy_of(source, tmp_path / "edit")
     styles_path = out / "styles.npz"
     before = {i: read_bytes(frame_path(out, i)) for i in range(12)}
     os.unlink(frame_path(out, 7))
