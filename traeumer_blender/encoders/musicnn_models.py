@@ -99,12 +99,12 @@ class MttVgg(TaggingNetwork):
 
     def last_conv(self, spectrogram: torch.Tensor) -> torch.Tensor:
         """[B, T, 96] → [B, 128, T', 6] (after conv 5's ReLU and batch norm)."""
-        pooled, _, _ = self._last_conv_inputs(spectrogram, [0])
+        pooled, _, _ = self._last_conv_inputs(spectrogram, [0], with_window_start=False)
         previous, same, following = _time_taps(pooled, self.convs[4].weight, self.convs[4].bias)
         return self._relu_norm_last(previous + same + following)
 
-    def _last_conv_inputs(self, spectrogram: torch.Tensor,
-                          shifts: list[int]) -> tuple[torch.Tensor, torch.Tensor, list[tuple[int, int]]]:
+    def _last_conv_inputs(self, spectrogram: torch.Tensor, shifts: list[int], with_window_start: bool = True
+                          ) -> tuple[torch.Tensor, torch.Tensor | None, list[tuple[int, int]]]:
         """Conv 5's input (pool 4's output) for the input started ``shift`` frames later.
 
         Returns ``(pooled, pooled_at_start, [(variant, positions to drop) per shift])``: the
@@ -113,7 +113,8 @@ class MttVgg(TaggingNetwork):
         a window cut out on its own (its last conv 4 row is never pooled).  A shift that is a
         multiple of a pooling stride only shifts that pooling's output, so the shifted inputs
         share every layer up to the first pooling whose grid they cross; only then is the
-        pooling repeated at the other offset, as one more variant.
+        pooling repeated at the other offset, as one more variant.  ``with_window_start=False``
+        skips the second (None), for callers that run whole windows.
         """
         x = self.input_norm(spectrogram[:, None])                       # [B, 1, T, 96]
         batch = x.shape[0]
@@ -121,7 +122,7 @@ class MttVgg(TaggingNetwork):
         pending = [(0, shift) for shift in shifts]                      # (variant, shift left)
         for i in range(4):
             if i > 0:
-                layer = self._conv_signed(i, layer)                     # conv 4: (plain, at start)
+                layer = self._conv_signed(i, layer, with_window_start)  # conv 4: (plain, at start)
             stride = 2
             parts, index_of, moved = [], {}, []
             for variant, shift in pending:
@@ -133,16 +134,19 @@ class MttVgg(TaggingNetwork):
                         parts.append(self._first_conv_pooled_signed(x, offset))
                     elif i < 3:
                         parts.append(F.max_pool2d(layer[rows, :, offset:], 2, 2))
-                    else:
+                    elif with_window_start:
                         full, at_start = (v[rows, :, offset:] for v in layer)
                         parts.append((F.max_pool2d(full, 2, 2), _max_pool_window_start(at_start, full)))
+                    else:
+                        parts.append((F.max_pool2d(layer[rows, :, offset:], 2, 2), None))
                 moved.append((index_of[variant, offset], shift // stride))
             pending = moved
             if i < 3:
                 layer = self._relu_norm_signed(i, _stack_cropped(parts))
             else:
                 pooled = self._relu_norm_signed(i, _stack_cropped([part[0] for part in parts]))
-                pooled_at_start = self._relu_norm_signed(i, _stack_cropped([part[1] for part in parts]))
+                pooled_at_start = (self._relu_norm_signed(i, _stack_cropped([part[1] for part in parts]))
+                                   if with_window_start else None)
         return pooled, pooled_at_start, pending
 
     def _relu_norm_last(self, x: torch.Tensor) -> torch.Tensor:
@@ -156,11 +160,12 @@ class MttVgg(TaggingNetwork):
     def _signs(self, i: int) -> torch.Tensor:
         return torch.where(self.norms[i].scale < 0, -1.0, 1.0)
 
-    def _conv_signed(self, i: int, x: torch.Tensor):
-        """Signed conv i; conv 4 also as at a window's start: ``(plain, without the previous row)``."""
+    def _conv_signed(self, i: int, x: torch.Tensor, with_window_start: bool = False):
+        """Signed conv i; conv 4 ``with_window_start`` also as at a window's start:
+        ``(plain, without the previous row)``."""
         sign = self._signs(i)
         weight, bias = self.convs[i].weight * sign.view(-1, 1, 1, 1), self.convs[i].bias * sign
-        if i == 3:
+        if i == 3 and with_window_start:
             previous, same, following = _time_taps(x, weight, bias)
             at_start = same.add_(following)
             return at_start + previous, at_start
