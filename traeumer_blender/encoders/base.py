@@ -206,17 +206,17 @@ class Encoder:
         with torch.inference_mode():
             per_phase = self.network.window_features_shifted(
                 spectrogram[None].to(self.device), [q * step for q in range(self.phases)])
-            per_phase = [[window.inner, *window.head, window.last] for window in per_phase]
-            merged = []
-            for kind in range(len(per_phase[0])):
+
+            def merge(*phase_maps: torch.Tensor) -> np.ndarray:       # one map per phase, [1, dim, positions]
                 trimmed = []
-                for maps in per_phase:                                 # [1, dim, positions] each
-                    features = maps[kind][0, :, skip:skip + n_positions]
+                for features in phase_maps:
+                    features = features[0, :, skip:skip + n_positions]
                     if features.shape[1] != n_positions:
                         raise RuntimeError("conv stack returned fewer positions than its geometry promises")
                     trimmed.append(features.T.float().cpu())
-                merged.append(torch.stack(trimmed, dim=1).reshape(-1, self.embedding_dim).numpy())
-        return merged
+                return torch.stack(trimmed, dim=1).reshape(-1, self.embedding_dim).numpy()
+
+            return _each_distinct(merge, *[[window.inner, *window.head, window.last] for window in per_phase])
 
     def embed_frames(self, audio: np.ndarray, frame_times, progress: ProgressCallback | None = None,
                      chunk_seconds: float = 30.0) -> np.ndarray:
@@ -260,7 +260,7 @@ class Encoder:
             # compute one chunk of every phase and interleave: merged index = phases·p + phase
             count = max(1, min(chunk_positions, positions_needed - next_position))
             chunk = self._feature_chunk(audio, origin, next_position, count)
-            buffers = chunk if buffers is None else [np.concatenate(pair) for pair in zip(buffers, chunk)]
+            buffers = chunk if buffers is None else _each_distinct(lambda old, new: np.concatenate([old, new]), buffers, chunk)
             next_position += count
             available_end = self.phases * next_position
             ready_end = int(np.searchsorted(last_index, available_end, side="left"))
@@ -286,9 +286,22 @@ class Encoder:
                     buffers = None
                     buffer_start = self.phases * next_position
                 elif keep_from > 0:
-                    buffers = [b[keep_from:].copy() for b in buffers]
+                    buffers = _each_distinct(lambda b: b[keep_from:].copy(), buffers)
                     buffer_start += keep_from
         return result
+
+
+def _each_distinct(function, *lists: list[np.ndarray]) -> list[np.ndarray]:
+    """``[function(*items) for items in zip(*lists)]``, once per distinct tuple of arrays (the
+    maps of a network without an edge model are one array listed three times)."""
+    results: dict = {}
+    out = []
+    for items in zip(*lists):
+        key = tuple(id(item) for item in items)
+        if key not in results:
+            results[key] = function(*items)
+        out.append(results[key])
+    return out
 
 
 def _window_max(maps: list[np.ndarray], stride: int, count: int) -> np.ndarray:
@@ -302,6 +315,8 @@ def _window_max(maps: list[np.ndarray], stride: int, count: int) -> np.ndarray:
     n_out = max(0, len(inner) - stride * (count - 1))
     if count == 1:
         return inner[:n_out].copy()
+    if all(m is inner for m in maps):                          # a network without an edge model
+        return _strided_window_max(inner, stride, count)[:n_out]
     if len(head) > count - 1:
         raise ValueError("more head positions than the window has")
     out = last[stride * (count - 1):stride * (count - 1) + n_out].copy()
