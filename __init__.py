@@ -1,13 +1,14 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""TräumerAI for Blender: dream music into pictures with StyleGAN2.
+"""TräumerAI for Blender: dream music into pictures with StyleGAN.
 
-Blender's side of the extension. It never imports torch: the engine
-(``traeumer_blender``) runs in a background worker process.
+The extension's entry. What runs inside Blender is ``addon/`` (with ``operators/`` and
+``panels/``); it never imports torch. The engine (``traeumer_blender/``) runs in a background
+worker process.
 """
 
-from . import label_properties, operators, panels, preferences, properties, worker_client
+from . import addon, operators, panels
 
-_modules = (preferences, properties, label_properties, operators, panels, worker_client)
+_modules = (addon, operators, panels)
 
 
 def register():

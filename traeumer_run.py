@@ -139,7 +139,7 @@ def set_scene_fps(scene, text, ext_timing=None):
 
 
 def add_sound_strip(ext, scene, args):
-    compat = importlib.import_module(ext.__name__ + ".compat")
+    compat = importlib.import_module(ext.__name__ + ".addon.compat")
     audio = os.path.abspath(args.audio)
     if not os.path.isfile(audio):
         raise RunError(f"audio file not found: {audio}")
@@ -167,8 +167,8 @@ def add_sound_strip(ext, scene, args):
 
 
 def choose_strip(ext, scene, args):
-    compat = importlib.import_module(ext.__name__ + ".compat")
-    timeline = importlib.import_module(ext.__name__ + ".timeline")
+    compat = importlib.import_module(ext.__name__ + ".addon.compat")
+    timeline = importlib.import_module(ext.__name__ + ".addon.timeline")
     if args.strip:
         scene.traeumer.strip_name = args.strip
     strip = timeline.target_sound_strip(scene)
@@ -209,7 +209,7 @@ def apply_settings(scene, args):
 # --- running ------------------------------------------------------------------------------------------
 
 def generate(ext, args):
-    jobs = importlib.import_module(ext.__name__ + ".jobs")
+    jobs = importlib.import_module(ext.__name__ + ".addon.jobs")
     try:
         job = jobs.GenerateJob.start(bpy.context)
     except jobs.JobError as error:
@@ -246,7 +246,7 @@ def generate(ext, args):
 
 def render_video(ext, scene, job, path):
     """The Sequencer (frames and music) through Blender's own renderer, as H.264/AAC MP4."""
-    compat = importlib.import_module(ext.__name__ + ".compat")
+    compat = importlib.import_module(ext.__name__ + ".addon.compat")
     track = job.track
     size = int(track.resolution or 256)
     render = scene.render

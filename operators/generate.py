@@ -4,7 +4,7 @@
 import bpy
 from bpy.props import StringProperty
 
-from .. import jobs, worker_client
+from ..addon import jobs, worker_client
 from .job_operator import JobOperator
 
 

@@ -9,7 +9,7 @@ loop.
 
 import bpy
 
-from .. import jobs
+from ..addon import jobs
 
 TIMER_SECONDS = 0.2
 _REDRAWN_AREAS = {"SEQUENCE_EDITOR", "GRAPH_EDITOR", "NODE_EDITOR", "VIEW_3D", "IMAGE_EDITOR"}

@@ -20,8 +20,8 @@ import bpy
 import numpy as np
 from bpy.props import BoolProperty, CollectionProperty, EnumProperty, FloatProperty, IntProperty, StringProperty
 
-from .. import compat, jobs, label_properties
-from ..timeline import sound_strip_span, target_sound_strip
+from ..addon import compat, jobs, label_properties
+from ..addon.timeline import sound_strip_span, target_sound_strip
 from ..traeumer_blender import labels as label_sets
 from ..traeumer_blender.errors import TraeumerError
 from .job_operator import JobOperator

@@ -3,7 +3,7 @@
 
 import bpy
 
-from .. import compat
+from ..addon import compat
 
 
 class TRAEUMER_OT_use_active_strip(bpy.types.Operator):

@@ -5,8 +5,8 @@ import os
 
 import bpy
 
-from .. import compat, jobs
-from ..timeline import format_fps, sound_strip_span, target_sound_strip
+from ..addon import compat, jobs
+from ..addon.timeline import format_fps, sound_strip_span, target_sound_strip
 
 
 class TRAEUMER_PT_generate(bpy.types.Panel):

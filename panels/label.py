@@ -5,7 +5,7 @@ import os
 
 import bpy
 
-from .. import jobs, label_properties
+from ..addon import jobs, label_properties
 from ..operators import label as label_ops
 
 

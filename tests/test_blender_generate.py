@@ -40,11 +40,11 @@ import glob, hashlib, os, time
 import numpy as np
 from blender_support import enable_from_source, extension_module
 module = enable_from_source({repo!r})
-jobs = extension_module(module, "jobs")
-compat = extension_module(module, "compat")
-output = extension_module(module, "output")
-style_curves = extension_module(module, "style_curves")
-worker_client = extension_module(module, "worker_client")
+jobs = extension_module(module, "addon.jobs")
+compat = extension_module(module, "addon.compat")
+output = extension_module(module, "addon.output")
+style_curves = extension_module(module, "addon.style_curves")
+worker_client = extension_module(module, "addon.worker_client")
 scene = bpy.context.scene
 
 def digests(folder):
@@ -480,8 +480,8 @@ emit(stopped_on_disable=gone, client_after_disable=worker_client.current_client(
 
 # the Worker Python preference: another Python runs the worker
 addon_utils.enable(module, default_set=True)
-preferences = extension_module(module, "preferences")
-worker_client = extension_module(module, "worker_client")
+preferences = extension_module(module, "addon.preferences")
+worker_client = extension_module(module, "addon.worker_client")
 bpy.context.preferences.addons[module].preferences.worker_python = {str(other_python)!r}
 client = worker_client.ensure_client(*preferences.worker_settings())
 emit(other_python=client.ready.get("python"))

@@ -26,7 +26,7 @@ import json, os
 import numpy as np
 from blender_support import enable_from_source, extension_module
 module = enable_from_source({str(REPO_ROOT)!r})
-label_properties = extension_module(module, "label_properties")
+label_properties = extension_module(module, "addon.label_properties")
 labels = extension_module(module, "traeumer_blender.labels")
 pipeline_styles = None
 scene = bpy.context.scene
@@ -42,7 +42,7 @@ settings.preview_size = "32"
 settings.candidate_count = 4
 
 # a sound strip showing 20-30 s of the music; the playhead in its middle
-strip = extension_module(module, "compat").new_sound_strip(scene, "Ocean", {str(OCEAN)!r}, channel=1, frame_start=1)
+strip = extension_module(module, "addon.compat").new_sound_strip(scene, "Ocean", {str(OCEAN)!r}, channel=1, frame_start=1)
 strip.frame_offset_start = 160
 strip.frame_final_duration = 80
 scene.sequence_editor.active_strip = strip
@@ -124,7 +124,7 @@ def on_event(job, event):
     if event.get("event") == "progress" and event.get("stage") == "train":
         seen.append(event["done"])
         job.cancel()
-jobs = extension_module(module, "jobs")
+jobs = extension_module(module, "addon.jobs")
 jobs.run_blocking(long_job, on_event=on_event)
 emit(long_state=long_job.state, long_progress=seen[:1], long_total=long_job.total,
      mapper_kept=open(bpy.path.abspath(settings.mapper_file), "rb").read() == mapper_bytes)

@@ -213,8 +213,8 @@ def test_generate_from_audio_end_to_end_with_the_installed_wheels(linux_cpu_zip,
         prefs = bpy.context.preferences.addons[module].preferences
         prefs.worker_python = {str(blender_like_python)!r}
         prefs.idle_timeout = 120.0
-        compat = extension_module(module, "compat")
-        worker_client = extension_module(module, "worker_client")
+        compat = extension_module(module, "addon.compat")
+        worker_client = extension_module(module, "addon.worker_client")
         scene = bpy.context.scene
         scene.render.fps, scene.render.fps_base = 2, 1.0
         strip = compat.new_sound_strip(scene, "Song", {str(AUDIO)!r}, channel=1, frame_start=1)

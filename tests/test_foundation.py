@@ -73,8 +73,8 @@ def test_strip_span_is_exact_at_fractional_frame_rates(extension_zip, tmp_path):
         from fractions import Fraction
         from blender_support import install_zip, extension_module
         module = install_zip({str(extension_zip)!r})
-        timeline = extension_module(module, "timeline")
-        compat = extension_module(module, "compat")
+        timeline = extension_module(module, "addon.timeline")
+        compat = extension_module(module, "addon.compat")
         scene = bpy.context.scene
         scene.render.fps, scene.render.fps_base = 30, 1.001
         strip = compat.new_sound_strip(scene, "Song", {str(audio)!r}, channel=1, frame_start=10)
@@ -108,7 +108,7 @@ def test_saved_blend_reopens_with_settings(extension_zip, tmp_path):
     run_in_blender(f"""
         from blender_support import install_zip, extension_module
         module = install_zip({str(extension_zip)!r})
-        compat = extension_module(module, "compat")
+        compat = extension_module(module, "addon.compat")
         scene = bpy.context.scene
         compat.new_sound_strip(scene, "Song", {str(audio)!r}, channel=2, frame_start=1)
         settings = scene.traeumer
@@ -123,7 +123,7 @@ def test_saved_blend_reopens_with_settings(extension_zip, tmp_path):
         bpy.ops.wm.open_mainfile(filepath={str(blend)!r})
         scene = bpy.context.scene
         s = scene.traeumer
-        timeline = extension_module(module, "timeline")
+        timeline = extension_module(module, "addon.timeline")
         emit(strip=s.strip_name, coarse=s.smoothing_coarse, truncation=s.truncation, seed=s.seed,
              device=s.device, target=timeline.target_sound_strip(scene).name)
     """, tmp_path / "reopen")

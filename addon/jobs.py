@@ -18,8 +18,8 @@ import numpy as np
 from . import compat, output, style_curves, worker_client
 from .preferences import worker_settings
 from .timeline import sound_strip_span, target_sound_strip
-from .traeumer_blender import style_edit
-from .traeumer_blender.timing import format_duration
+from ..traeumer_blender import style_edit
+from ..traeumer_blender.timing import format_duration
 
 
 class JobError(Exception):

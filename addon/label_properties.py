@@ -12,7 +12,8 @@ import bpy
 from bpy.props import (CollectionProperty, EnumProperty, FloatProperty, IntProperty,
                        PointerProperty, StringProperty)
 
-from .traeumer_blender.labels import SUFFIX, default_set_path
+from ..traeumer_blender.labels import SUFFIX, default_set_path
+from .extension import user_folder
 
 BLEND_FOLDER = "//traeumer/labels/"
 
@@ -46,7 +47,7 @@ class TRAEUMER_PG_label_audio(bpy.types.PropertyGroup):
 
 def _set_changed(self, context):
     """Another set was chosen (name or place): show its pairs."""
-    from .operators import label
+    from ..operators import label
     try:
         label.refresh_pairs(self.id_data)
     except Exception:  # a damaged or foreign file: the panel shows no pairs; Reload reports why
@@ -102,10 +103,10 @@ def set_folder(scene) -> str:
         if not bpy.data.filepath:
             raise LabelLocationError("Save the .blend first, or keep the label set in the user folder")
         return os.path.normpath(bpy.path.abspath(BLEND_FOLDER))
-    try:
-        return bpy.utils.extension_path_user(__package__, path="labels", create=True)
-    except (ValueError, RuntimeError, TypeError, AttributeError):
-        raise LabelLocationError("The extension has no user folder (not installed as an extension)") from None
+    folder = user_folder("labels")
+    if not folder:
+        raise LabelLocationError("The extension has no user folder (not installed as an extension)")
+    return folder
 
 
 def set_path(scene) -> str:

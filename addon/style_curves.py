@@ -13,7 +13,7 @@ import bpy
 import numpy as np
 
 from . import compat
-from .traeumer_blender import style_edit
+from ..traeumer_blender import style_edit
 
 
 def track_data_path(track_name: str) -> str:

@@ -4,11 +4,11 @@
 import bpy
 from bpy.props import FloatProperty, StringProperty
 
-ADDON_PACKAGE = __package__
+from .extension import EXTENSION_PACKAGE
 
 
 class TRAEUMER_AP_preferences(bpy.types.AddonPreferences):
-    bl_idname = ADDON_PACKAGE
+    bl_idname = EXTENSION_PACKAGE
 
     worker_python: StringProperty(
         name="Worker Python",
@@ -35,7 +35,7 @@ class TRAEUMER_AP_preferences(bpy.types.AddonPreferences):
 def get_preferences(context=None):
     """The preferences, or ``None`` when the extension was loaded outside the add-on system."""
     context = context or bpy.context
-    addon = context.preferences.addons.get(ADDON_PACKAGE)
+    addon = context.preferences.addons.get(EXTENSION_PACKAGE)
     return addon.preferences if addon is not None else None
 
 

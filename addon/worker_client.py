@@ -22,7 +22,8 @@ import time
 
 import bpy
 
-EXTENSION_ROOT = os.path.dirname(os.path.abspath(__file__))
+from .extension import EXTENSION_ROOT, user_folder
+
 WORKER_MODULE = "traeumer_blender.worker"
 
 
@@ -37,10 +38,7 @@ def extension_site_packages() -> str:
 
 def user_cache_dir() -> str:
     """The engine's cache folder inside the extension's user directory ("" outside extensions)."""
-    try:
-        return bpy.utils.extension_path_user(__package__, path="cache", create=True)
-    except (ValueError, RuntimeError, TypeError, AttributeError):
-        return ""
+    return user_folder("cache")
 
 
 def worker_launch_command(python: str = "", idle_timeout: float = 600.0):
