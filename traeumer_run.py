@@ -54,7 +54,8 @@ def parse_arguments(argv):
     parser.add_argument("--fps", help="scene frame rate, e.g. 30, 29.97, 30000/1001 (default: the scene's)")
     parser.add_argument("--start", type=float, default=0.0, help="skip this many seconds of the audio")
     parser.add_argument("--duration", type=float, help="use only this many seconds of the audio")
-    parser.add_argument("--size", type=int, help="frame size in pixels (default: the model's own)")
+    parser.add_argument("--resolution", "--size", dest="resolution", type=int,
+                        help="frame size in pixels (default: the model's own)")
     parser.add_argument("--seed", type=int, help="seed of the zero-label mapping")
     parser.add_argument("--truncation", type=float, help="truncation ψ (1 = none)")
     parser.add_argument("--smoothing", help="smoothing windows in seconds: coarse,middle,fine (e.g. 3,2,0.3)")
@@ -190,8 +191,8 @@ def apply_settings(scene, args):
         settings.model_path = os.path.abspath(args.model)
     if args.mapper:
         settings.mapper_path = os.path.abspath(args.mapper)
-    if args.size is not None:
-        settings.size = args.size
+    if args.resolution is not None:
+        settings.resolution = args.resolution
     if args.seed is not None:
         settings.seed = args.seed
     if args.truncation is not None:

@@ -6,9 +6,9 @@ worker, and only its torch-free modules (the worker protocol, the styles file, l
 editing, timing) are imported here.
 """
 
-from . import label_properties, preferences, properties, worker_client
+from . import label_properties, labelling, preferences, properties, worker_client
 
-_modules = (preferences, properties, label_properties, worker_client)
+_modules = (preferences, properties, label_properties, labelling, worker_client)
 
 
 def register():

@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Generate and Update jobs: the Blender side of one request to the worker.
+"""Worker jobs (Generate, Update Frames, labelling): the Blender side of one request.
 
+One job runs at a time (``active_job``), whatever its kind, and one Cancel operator stops it.
 A job is started (checks, output set-up, request sent), then fed the worker's events by
 whoever drives it: the modal operator's timer in the UI, or a blocking loop in background mode
 (``run_blocking``; background Blender has no timers or modal operators). Blender data is looked
@@ -15,11 +16,13 @@ from fractions import Fraction
 import bpy
 import numpy as np
 
+from ..traeumer_blender import protocol, style_edit
+from ..traeumer_blender.errors import TraeumerError
+from ..traeumer_blender.output_folder import STYLES_NAME, ensure_writable_folder, remove_partial_files
+from ..traeumer_blender.timing import format_duration
 from . import compat, output, style_curves, worker_client
 from .preferences import worker_settings
 from .timeline import sound_strip_span, target_sound_strip
-from ..traeumer_blender import style_edit
-from ..traeumer_blender.timing import format_duration
 
 
 class JobError(Exception):
@@ -33,9 +36,22 @@ def active_job():
     return _active
 
 
-def _set_active(job):
+def _claim_active(job):
+    """Make ``job`` the running job; JobError while another one runs."""
     global _active
+    if _active is not None and not _active.finished:
+        raise JobError("A TräumerAI job is already running: wait for it or cancel it")
     _active = job
+
+
+def check_no_job_running():
+    if _active is not None and not _active.finished:
+        raise JobError("A TräumerAI job is already running: wait for it or cancel it")
+
+
+def user_message(text: str) -> str:
+    """An engine message as a report: first letter upper case."""
+    return text[:1].upper() + text[1:]
 
 
 class Job:
@@ -87,13 +103,13 @@ class Job:
 
     # --- talking to the worker -----------------------------------------------------------------
 
-    def _send(self, cmd: str, **fields) -> None:
+    def _send(self, cmd: str, **params) -> None:
         python, idle_timeout = worker_settings()
         try:
             self.client = worker_client.ensure_client(python, idle_timeout)
-            self.request_id = self.client.send(cmd, **fields)
+            self.request_id = self.client.send(cmd, **params)
         except worker_client.WorkerDied as error:
-            raise JobError(str(error)) from None
+            raise JobError(user_message(str(error))) from None
 
     def cancel(self) -> None:
         if self.finished:
@@ -101,7 +117,7 @@ class Job:
         self.state = "CANCELLING"
         try:
             if self.client is not None:
-                self.client.send("cancel")
+                self.client.send(protocol.CANCEL)
         except worker_client.WorkerDied:
             pass
         self.changed = True
@@ -117,31 +133,30 @@ class Job:
 
     def handle(self, event: dict) -> None:
         kind = event.get("event")
-        if kind == "exit":
+        if kind == protocol.EXIT:
             self._fail(self.client.death_message() if self.client else "the worker stopped")
             return
         if event.get("id") not in (None, self.request_id):
             return  # a late event of an earlier request
-        if kind == "progress":
+        if kind == protocol.PROGRESS:
             self.stage = event.get("stage", self.stage)
             self.done, self.total, self.eta = event.get("done", 0), event.get("total", 0), event.get("eta")
             self.changed = True
             self.on_progress(event)
-        elif kind == "styles":
+        elif kind == protocol.STYLES:
             self.on_styles(event["path"])
-        elif kind == "done":
+        elif kind == protocol.DONE:
             self.result = event.get("result") or {}
             self.on_done(self.result)
-        elif kind == "cancelled":
-            self._finish("CANCELLED", f"{self.kind.title()} cancelled: frames written so far are kept; "
-                                      f"running it again resumes")
-        elif kind == "error":
-            if event.get("kind") == "audio_unreadable" and self.on_unreadable_audio(event):
+        elif kind == protocol.CANCELLED:
+            self._finish("CANCELLED", self.cancelled_message())
+        elif kind == protocol.ERROR:
+            if event.get("kind") == protocol.ERROR_AUDIO_UNREADABLE and self.on_unreadable_audio(event):
                 return
             self._fail(event.get("message") or "the worker reported an error")
 
     def _fail(self, message: str) -> None:
-        self._finish("FAILED", message[:1].upper() + message[1:])
+        self._finish("FAILED", user_message(message))
 
     def _finish(self, state: str, message: str) -> None:
         self.state = state
@@ -152,11 +167,15 @@ class Job:
             track.state = state
             track.message = message[:1000]
             folder = bpy.path.abspath(track.output_dir)
-            output.remove_partial_files(folder)
+            remove_partial_files(folder)
             output.refresh_track(self.scene, track)
         self.on_finished()
 
     # hooks
+    def cancelled_message(self) -> str:
+        return (f"{self.kind.title()} cancelled: frames written so far are kept; "
+                f"running it again resumes")
+
     def on_progress(self, event):
         pass
 
@@ -182,9 +201,7 @@ class GenerateJob(Job):
     def start(cls, context):
         scene = context.scene
         settings = scene.traeumer
-        job_running = active_job()
-        if job_running is not None and not job_running.finished:
-            raise JobError("A TräumerAI job is already running: wait for it or cancel it")
+        check_no_job_running()
         strip = target_sound_strip(scene)
         if strip is None:
             if settings.strip_name:
@@ -196,9 +213,9 @@ class GenerateJob(Job):
         audio = _audio_file(strip, span)
         folder, stored, warning = output.resolve_output_dir(settings, strip.name)
         try:
-            output.check_writable(folder)
-        except output.OutputError as error:
-            raise JobError(str(error)) from None
+            ensure_writable_folder(folder)
+        except TraeumerError as error:
+            raise JobError(user_message(str(error))) from None
         model = _file_setting(settings.model_path, "Model")
         mapper = _file_setting(settings.mapper_path, "Mapping")
 
@@ -209,18 +226,22 @@ class GenerateJob(Job):
         settings.active_track_index = settings.tracks.find(track.name)
         track.sound_strip = strip.name
         track.output_dir = stored if stored.endswith(("/", "\\")) else stored + os.sep
-        track.styles_path = output.stored_path(os.path.join(folder, output.STYLES_NAME))
+        track.styles_path = output.stored_path(os.path.join(folder, STYLES_NAME))
         track.frame_start = span.frame_start
         track.frame_count = span.frame_count
-        track.resolution = settings.size
+        track.resolution = settings.resolution
         track.state = "RUNNING"
         track.message = ""
 
         job = cls(scene, track.name)
         if warning:
             job.warnings.append(warning)
-        output.make_image_strip(scene, track, strip, folder, span.frame_count)
-        image = output.make_image(track, folder, span.frame_count, settings.size or 256)
+        try:
+            output.make_image_strip(scene, track, strip, folder, span.frame_count)
+        except output.OutputError as error:
+            track.state, track.message = "FAILED", str(error)
+            raise JobError(str(error)) from None
+        image = output.make_image(track, folder, span.frame_count, settings.resolution or 256)
         output.make_material(track, image, span.frame_start, span.frame_count)
 
         start_seconds = (Fraction(strip.frame_final_start) - Fraction(strip.frame_start)) / span.fps
@@ -232,18 +253,19 @@ class GenerateJob(Job):
             "start": float(max(start_seconds, Fraction(0))),
             "duration": float(span.duration_seconds),
             "model": model or "default", "mapper": mapper,
-            "size": int(settings.size),
-            "smoothing": [settings.smoothing_coarse, settings.smoothing_middle, settings.smoothing_fine],
+            "resolution": int(settings.resolution) or None,
+            "smoothing": [float(settings.smoothing_coarse), float(settings.smoothing_middle),
+                          float(settings.smoothing_fine)],
             "truncation": float(settings.truncation), "seed": int(settings.seed),
             "device": settings.device,
         }
         job.decoded_audio = False
         try:
-            job._send("generate", params=job.params)
+            job._send(protocol.GENERATE, **job.params)
         except JobError as error:
             track.state, track.message = "FAILED", str(error)
             raise
-        _set_active(job)
+        _claim_active(job)
         return job
 
     def on_progress(self, event):
@@ -258,7 +280,7 @@ class GenerateJob(Job):
             return
         try:
             self.curves_info = style_curves.write_track_curves(scene, track, path)
-        except (OSError, ValueError, KeyError) as error:
+        except (TraeumerError, OSError, ValueError, KeyError) as error:
             self.warnings.append(f"Style curves could not be written: {error}")
 
     def on_done(self, result):
@@ -303,7 +325,7 @@ class GenerateJob(Job):
         self.params["audio"] = wav
         self.stage = "decode"
         try:
-            self._send("generate", params=self.params)
+            self._send(protocol.GENERATE, **self.params)
         except JobError as error:
             self._fail(str(error))
         return True
@@ -318,9 +340,7 @@ class UpdateJob(Job):
     def start(cls, context, track_name: str = ""):
         scene = context.scene
         settings = scene.traeumer
-        job_running = active_job()
-        if job_running is not None and not job_running.finished:
-            raise JobError("A TräumerAI job is already running: wait for it or cancel it")
+        check_no_job_running()
         track = settings.tracks.get(track_name) if track_name else active_track(scene)
         if track is None:
             raise JobError("No generated track: generate from audio first")
@@ -330,8 +350,8 @@ class UpdateJob(Job):
         folder = os.path.dirname(styles)
         try:
             curves = style_edit.load_curves(style_edit.curves_path(folder))
-        except Exception as error:  # TraeumerError from the engine package
-            raise JobError(str(error)) from None
+        except TraeumerError as error:
+            raise JobError(user_message(str(error))) from None
         values = style_curves.current_values(scene, track, curves)
         changed = style_edit.changed_frames(values, curves["applied"])
         job = cls(scene, track.name)
@@ -347,8 +367,8 @@ class UpdateJob(Job):
         except OSError as error:
             raise JobError(f"Cannot write {edits}: {error.strerror}") from None
         track.state = "RUNNING"
-        job._send("update", styles=styles, edits=edits, device=settings.device)
-        _set_active(job)
+        job._send(protocol.UPDATE, styles_path=styles, edits_path=edits, device=settings.device)
+        _claim_active(job)
         return job
 
     def on_progress(self, event):
@@ -362,6 +382,47 @@ class UpdateJob(Job):
                           for a, b in ranges[:6])
         more = "…" if len(ranges) > 6 else ""
         self._finish("DONE", f"Re-rendered {result.get('frames_rendered', 0)} frames ({shown}{more})")
+
+
+class LabelJob(Job):
+    """One labelling request to the worker; ``finish(scene, result)`` turns the result into
+    Blender state (``labelling.py``) and returns the report."""
+
+    kind = "labelling"
+
+    def __init__(self, scene, cmd, finish):
+        super().__init__(scene, "")
+        self.cmd = cmd
+        self.finish = finish
+
+    @property
+    def title(self) -> str:
+        """What the panel calls the job: "Candidates", "Add", "Suggest", "Train"."""
+        return self.cmd.replace("label_", "").title()
+
+    @classmethod
+    def start(cls, context, cmd, finish, **params):
+        check_no_job_running()
+        job = cls(context.scene, cmd, finish)
+        job.params = params
+        job._send(cmd, **params)
+        _claim_active(job)
+        return job
+
+    def cancelled_message(self) -> str:
+        return f"{self.title} cancelled"
+
+    def on_done(self, result):
+        scene = self.scene
+        if scene is None:
+            self._fail("The scene was removed")
+            return
+        try:
+            message = self.finish(scene, result)
+        except (TraeumerError, JobError, OSError, ValueError, KeyError) as error:
+            self._fail(str(error))
+            return
+        self._finish("DONE", message)
 
 
 def active_track(scene):

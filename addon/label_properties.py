@@ -47,9 +47,9 @@ class TRAEUMER_PG_label_audio(bpy.types.PropertyGroup):
 
 def _set_changed(self, context):
     """Another set was chosen (name or place): show its pairs."""
-    from ..operators import label
+    from . import labelling   # labelling imports this module
     try:
-        label.refresh_pairs(self.id_data)
+        labelling.refresh_pairs(self.id_data)
     except Exception:  # a damaged or foreign file: the panel shows no pairs; Reload reports why
         self.pairs.clear()
 

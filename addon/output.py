@@ -7,10 +7,9 @@ import tempfile
 
 import bpy
 
+from ..traeumer_blender.output_folder import FRAME_PATTERN, frame_path
 from . import compat
 
-FRAME_PATTERN = "frame_{:06d}.png"
-STYLES_NAME = "styles.npz"
 MAX_CHANNEL = 128
 
 
@@ -47,40 +46,6 @@ def stored_path(path: str) -> str:
         except ValueError:  # another drive (Windows)
             return path
     return path
-
-
-def check_writable(folder: str) -> None:
-    try:
-        os.makedirs(folder, exist_ok=True)
-    except OSError as error:
-        raise OutputError(f"Cannot create the output folder {folder}: {error.strerror}") from None
-    if not os.path.isdir(folder):
-        raise OutputError(f"The output path is not a folder: {folder}")
-    probe = os.path.join(folder, f".traeumer-write-test-{os.getpid()}")
-    try:
-        with open(probe, "wb") as stream:
-            stream.write(b"ok")
-        os.unlink(probe)
-    except OSError as error:
-        raise OutputError(f"The output folder is not writable: {folder} ({error.strerror})") from None
-
-
-def remove_partial_files(folder: str) -> None:
-    """Temporary files of frames that were being written when a job stopped."""
-    try:
-        names = os.listdir(folder)
-    except OSError:
-        return
-    for name in names:
-        if name.startswith(".frame_") and name.endswith(".tmp"):
-            try:
-                os.unlink(os.path.join(folder, name))
-            except OSError:
-                pass
-
-
-def frame_file(folder: str, index: int) -> str:
-    return os.path.join(folder, FRAME_PATTERN.format(index + 1))
 
 
 # --- image strip ----------------------------------------------------------------------------------
@@ -128,7 +93,7 @@ def make_image_strip(scene, track, sound_strip, folder: str, frame_count: int):
     channel = old_channel
     if channel is None or channel <= sound_strip.channel or _channel_busy(scene, channel, start, end):
         channel = free_channel_above(scene, sound_strip.channel, start, end)
-    strip = compat.new_image_strip(scene, f"TräumerAI {track.name}", frame_file(folder, 0), channel, start)
+    strip = compat.new_image_strip(scene, f"TräumerAI {track.name}", frame_path(folder, 0), channel, start)
     for index in range(1, frame_count):
         strip.elements.append(FRAME_PATTERN.format(index + 1))
     strip.directory = _dir_path(folder)
@@ -156,7 +121,7 @@ def make_image(track, folder: str, frame_count: int, resolution: int):
         size = max(int(resolution or 0), 4)
         image = bpy.data.images.new(name, size, size)
     image.source = "SEQUENCE"
-    image.filepath = stored_path(frame_file(folder, 0))
+    image.filepath = stored_path(frame_path(folder, 0))
     image.use_fake_user = True
     track.image_name = image.name
     return image

@@ -5,8 +5,8 @@ import bpy
 from bpy.props import (CollectionProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty,
                        StringProperty)
 
-GROUP_NAMES = ("coarse", "middle", "fine")
-COMPONENTS = 4
+from ..traeumer_blender.layer_groups import DEFAULT_SMOOTHING_SECONDS, GROUP_NAMES
+from ..traeumer_blender.style_edit import COMPONENTS
 
 
 class TRAEUMER_PG_track(bpy.types.PropertyGroup):
@@ -82,22 +82,22 @@ class TRAEUMER_PG_settings(bpy.types.PropertyGroup):
         subtype="DIR_PATH",
         default="",
     )
-    size: IntProperty(
-        name="Size",
+    resolution: IntProperty(
+        name="Resolution",
         description="Frame size in pixels; 0 uses the model's own resolution",
         default=0, min=0, max=4096,
     )
     smoothing_coarse: FloatProperty(
         name="Coarse", description="Smoothing window of the coarse layers (seconds)",
-        default=3.0, min=0.0, max=60.0, unit="TIME_ABSOLUTE",
+        default=DEFAULT_SMOOTHING_SECONDS[0], min=0.0, max=60.0, unit="TIME_ABSOLUTE",
     )
     smoothing_middle: FloatProperty(
         name="Middle", description="Smoothing window of the middle layers (seconds)",
-        default=2.0, min=0.0, max=60.0, unit="TIME_ABSOLUTE",
+        default=DEFAULT_SMOOTHING_SECONDS[1], min=0.0, max=60.0, unit="TIME_ABSOLUTE",
     )
     smoothing_fine: FloatProperty(
         name="Fine", description="Smoothing window of the fine layers (seconds)",
-        default=0.3, min=0.0, max=60.0, unit="TIME_ABSOLUTE",
+        default=DEFAULT_SMOOTHING_SECONDS[2], min=0.0, max=60.0, unit="TIME_ABSOLUTE",
     )
     truncation: FloatProperty(
         name="Truncation", description="Pull styles toward the average style (1 = none)",

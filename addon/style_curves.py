@@ -12,8 +12,10 @@ import os
 import bpy
 import numpy as np
 
-from . import compat
 from ..traeumer_blender import style_edit
+from ..traeumer_blender.layer_groups import used_groups
+from ..traeumer_blender.styles_file import load_styles
+from . import compat
 
 
 def track_data_path(track_name: str) -> str:
@@ -24,20 +26,13 @@ def curve_group_name(track_name: str) -> str:
     return f"TräumerAI {track_name}"
 
 
-def read_styles(styles_path: str) -> dict:
-    with np.load(styles_path, allow_pickle=False) as data:
-        return {"group_ws": np.asarray(data["group_ws"], dtype=np.float64),
-                "layer_group": np.asarray(data["layer_group"]),
-                "truncation": float(data["truncation"])}
-
-
 def write_track_curves(scene, track, styles_path: str) -> dict:
     """Key the track's style curves from its styles.npz and store their baseline in curves.npz."""
-    styles = read_styles(styles_path)
-    group_ws = styles["group_ws"]
-    groups = style_edit.used_groups(styles["layer_group"])
+    styles = load_styles(styles_path)
+    group_ws = np.asarray(styles.group_ws, dtype=np.float64)
+    groups = used_groups(styles.layer_group)
     names = style_edit.curve_names(groups)
-    values, mean, basis = style_edit.curve_values(group_ws, styles["truncation"], groups)
+    values, mean, basis = style_edit.curve_values(group_ws, styles.truncation, groups)
     count = group_ws.shape[0]
     frames = track.frame_start + np.arange(count)
     base_path = track_data_path(track.name)
@@ -55,7 +50,7 @@ def write_track_curves(scene, track, styles_path: str) -> dict:
     track.action_name = scene.animation_data.action.name
     baseline = evaluate(fcurves, frames)
     style_edit.save_curves(style_edit.curves_path(os.path.dirname(styles_path)), names, groups,
-                           track.frame_start, baseline, baseline, mean, basis, styles["truncation"])
+                           track.frame_start, baseline, baseline, mean, basis, styles.truncation)
     return {"curves": len(names), "keys": keys, "frames": count}
 
 

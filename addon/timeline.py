@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """What the extension works on: the target sound strip and its place on the timeline."""
 
+import os
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -52,7 +53,43 @@ def sound_strip_span(scene, strip) -> SoundStripSpan:
     )
 
 
-def format_fps(fps: Fraction) -> str:
-    if fps.denominator == 1:
-        return f"{fps.numerator} fps"
-    return f"{float(fps):.3f} fps ({fps.numerator}/{fps.denominator})"
+# --- clips of sound strips (labelling) ------------------------------------------------------------
+
+def audio_time_of_frame(scene, strip, frame) -> float:
+    """Seconds into the strip's audio file at a scene frame."""
+    fps = compat.scene_fps(scene)
+    seconds = (Fraction(int(frame)) - Fraction(strip.frame_start)) / fps
+    return float(seconds) + compat.sound_offset_seconds(strip)
+
+
+def strip_audio_range(scene, strip):
+    """(first, last) second of the strip's audio that is visible on the timeline."""
+    first = audio_time_of_frame(scene, strip, strip.frame_final_start)
+    last = audio_time_of_frame(scene, strip, strip.frame_final_end)
+    return max(0.0, first), max(0.0, last)
+
+
+def set_preview_range(scene, strip, start, duration):
+    """Show the clip as the scene's preview range (the timeline plays just the clip)."""
+    fps = float(compat.scene_fps(scene))
+    offset = compat.sound_offset_seconds(strip)
+    first = int(round(strip.frame_start + (start - offset) * fps))
+    last = int(round(strip.frame_start + (start + duration - offset) * fps)) - 1
+    scene.use_preview_range = True
+    scene.frame_preview_start = max(first, strip.frame_final_start)
+    scene.frame_preview_end = max(scene.frame_preview_start, min(last, strip.frame_final_end - 1))
+
+
+def sound_strips(scene):
+    return [s for s in compat.all_strips(scene) if compat.is_sound_strip(s) and s.sound is not None]
+
+
+def strip_for_clip(scene, audio, start, duration):
+    """A sound strip that shows this clip of this file on the timeline, or None."""
+    for strip in sound_strips(scene):
+        path = bpy.path.abspath(strip.sound.filepath)
+        if path and os.path.abspath(path) == os.path.abspath(audio):
+            first, last = strip_audio_range(scene, strip)
+            if first - 1e-3 <= start and start + duration <= last + 1e-3:
+                return strip
+    return None

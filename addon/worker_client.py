@@ -22,6 +22,7 @@ import time
 
 import bpy
 
+from ..traeumer_blender import protocol
 from .extension import EXTENSION_ROOT, user_folder
 
 WORKER_MODULE = "traeumer_blender.worker"
@@ -87,7 +88,6 @@ class WorkerClient:
         self.stderr_tail = collections.deque(maxlen=60)
         self._ids = itertools.count(1)
         self._write_lock = threading.Lock()
-        self.started_at = time.monotonic()
         self.ready = {}   # the worker's "ready" event: pid, protocol, version, python
         try:
             self.process = subprocess.Popen(
@@ -118,7 +118,7 @@ class WorkerClient:
                 self.events.put(event)
         code = self.process.wait()
         time.sleep(0.05)  # let the stderr reader catch the last words
-        self.events.put({"event": "exit", "returncode": code, "stderr": self.stderr_text()})
+        self.events.put(protocol.event(protocol.EXIT, returncode=code, stderr=self.stderr_text()))
 
     def _read_stderr(self):
         for line in self.process.stderr:
@@ -133,10 +133,11 @@ class WorkerClient:
     def alive(self) -> bool:
         return self.process.poll() is None
 
-    def send(self, cmd: str, **fields) -> int:
-        request_id = fields.pop("id", None) or next(self._ids)
-        fields.update(id=request_id, cmd=cmd)
-        line = json.dumps(fields) + "\n"
+    def send(self, cmd: str, **params) -> int:
+        """Send request ``cmd`` (built and checked by ``protocol.build_request``); its id."""
+        request = protocol.build_request(cmd, **params)
+        request_id = request["id"] = next(self._ids)
+        line = json.dumps(request) + "\n"
         with self._write_lock:
             try:
                 self.process.stdin.write(line)
@@ -173,7 +174,7 @@ class WorkerClient:
         """Ask the worker to quit; kill it when it does not within ``timeout`` seconds."""
         if self.alive:
             try:
-                self.send("shutdown")
+                self.send(protocol.SHUTDOWN)
             except WorkerDied:
                 pass
             try:
@@ -220,10 +221,15 @@ def ensure_client(python: str = "", idle_timeout: float = 600.0, timeout: float 
     deadline = time.monotonic() + timeout
     while True:
         event = client.wait(max(0.0, min(1.0, deadline - time.monotonic())))
-        if event is not None and event.get("event") == "ready":
+        if event is not None and event.get("event") == protocol.READY:
             client.ready = event
+            if event.get("protocol") != protocol.PROTOCOL_VERSION:
+                client.kill()
+                raise WorkerDied(f"the worker ({executable}) speaks protocol {event.get('protocol')}, "
+                                 f"this extension {protocol.PROTOCOL_VERSION}: it runs another version "
+                                 f"of the extension's code")
             break
-        if event is not None and event.get("event") == "exit":
+        if event is not None and event.get("event") == protocol.EXIT:
             raise WorkerDied(f"the worker could not start ({executable}): "
                              f"{event.get('stderr') or 'exit code %s' % event.get('returncode')}")
         if time.monotonic() > deadline:

@@ -31,8 +31,10 @@ AUDIO = ROOT.parent / "shared" / "audio"
 
 from traeumer_blender import png  # noqa: E402
 from traeumer_blender.audio import load_audio  # noqa: E402
-from traeumer_blender.pipeline import (GenerateSettings, frame_path, load_styles,  # noqa: E402
-                                       render_frames, run_generate)
+from traeumer_blender.frames import render_frames  # noqa: E402
+from traeumer_blender.output_folder import frame_path  # noqa: E402
+from traeumer_blender.pipeline import GenerateSettings, run_generate  # noqa: E402
+from traeumer_blender.styles_file import load_styles  # noqa: E402
 
 # (file, start s, character)
 PIECES = [

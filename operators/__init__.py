@@ -11,10 +11,8 @@ classes = strip.classes + generate.classes + label.classes
 def register():
     for cls in classes:
         bpy.utils.register_class(cls)
-    label.register_handlers()
 
 
 def unregister():
     for cls in reversed(classes):
         bpy.utils.unregister_class(cls)
-    label.unregister_previews()

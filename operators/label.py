@@ -1,227 +1,38 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Labelling: pair music clips with generated images you choose, then train the mapping.
+"""Labelling operators: pair music clips with generated images you choose, then train the mapping.
 
 The loop (the paper's ~100 hand-labelled clips, made practical): choose a clip (10 s around
 the playhead of a sound strip, a file you added, or "Suggest next clip"), look at candidate
 images the worker renders at preview size, pick one (the pair goes into the label set file),
 repeat; then "Train mapping" fits Eq. 1 in the worker and Generate uses the result.
 
-Requests that need torch run in the background worker as jobs (``label_worker.py``); like
-Generate they run under a modal operator in the UI and a blocking loop in background mode.
-Reading, deleting, importing and exporting pairs is plain numpy and happens here.
+Requests that need torch run in the background worker as jobs (``jobs.LabelJob``, worker side
+``label_worker.py``); like Generate they run under a modal operator in the UI and a blocking loop
+in background mode. Reading, deleting, importing and exporting pairs is plain numpy and happens
+here. The labelling state these operators change is in ``addon/labelling.py``.
 """
 
 import json
 import os
 import shutil
-from fractions import Fraction
 
 import bpy
-import numpy as np
 from bpy.props import BoolProperty, CollectionProperty, EnumProperty, FloatProperty, IntProperty, StringProperty
 
-from ..addon import compat, jobs, label_properties
-from ..addon.timeline import sound_strip_span, target_sound_strip
+from ..addon import label_properties, labelling, timeline
+from ..addon.jobs import JobError, LabelJob
 from ..traeumer_blender import labels as label_sets
+from ..traeumer_blender import protocol
 from ..traeumer_blender.errors import TraeumerError
 from .job_operator import JobOperator
 
-_previews = None        # bpy.utils.previews collection of candidate and pair thumbnails
 _playing = None         # aud handle of a file clip being played
-_label_job = None
-
-
-def active_label_job():
-    return _label_job
-
-
-# --- helpers -------------------------------------------------------------------------------------
-
-def preview_icon(path: str) -> int:
-    """Icon id of an image file for ``template_icon`` (0 when previews are unavailable)."""
-    global _previews
-    if not path or not os.path.isfile(path):
-        return 0
-    try:
-        if _previews is None:
-            import bpy.utils.previews
-            _previews = bpy.utils.previews.new()
-        # a file written again under the same name (a new batch) gets a new preview
-        key = f"{path}:{os.stat(path).st_mtime_ns}"
-        preview = _previews.get(key) or _previews.load(key, path, "IMAGE")
-        return preview.icon_id
-    except (RuntimeError, KeyError, ValueError, OSError):
-        return 0
-
-
-def _free_previews():
-    global _previews
-    if _previews is not None:
-        import bpy.utils.previews
-        bpy.utils.previews.remove(_previews)
-        _previews = None
-
-
-def _model_settings(scene):
-    settings = scene.traeumer
-    model = bpy.path.abspath(settings.model_path) if settings.model_path else "default"
-    if model != "default" and not os.path.isfile(model):
-        raise jobs.JobError(f"Model file not found: {model}")
-    return model, settings.device
-
-
-def _audio_time_of_frame(scene, strip, frame) -> float:
-    """Seconds into the strip's audio file at a scene frame."""
-    fps = compat.scene_fps(scene)
-    seconds = (Fraction(int(frame)) - Fraction(strip.frame_start)) / fps
-    return float(seconds) + compat.sound_offset_seconds(strip)
-
-
-def _strip_audio_range(scene, strip):
-    """(first, last) second of the strip's audio that is visible on the timeline."""
-    first = _audio_time_of_frame(scene, strip, strip.frame_final_start)
-    last = _audio_time_of_frame(scene, strip, strip.frame_final_end)
-    return max(0.0, first), max(0.0, last)
-
-
-def _set_preview_range(scene, strip, start, duration):
-    """Show the clip as the scene's preview range (the timeline plays just the clip)."""
-    fps = float(compat.scene_fps(scene))
-    offset = compat.sound_offset_seconds(strip)
-    first = int(round(strip.frame_start + (start - offset) * fps))
-    last = int(round(strip.frame_start + (start + duration - offset) * fps)) - 1
-    scene.use_preview_range = True
-    scene.frame_preview_start = max(first, strip.frame_final_start)
-    scene.frame_preview_end = max(scene.frame_preview_start, min(last, strip.frame_final_end - 1))
-
-
-def _sound_strips(scene):
-    return [s for s in compat.all_strips(scene) if compat.is_sound_strip(s) and s.sound is not None]
-
-
-def _strip_for_clip(scene, audio, start, duration):
-    """A sound strip that shows this clip of this file on the timeline, or None."""
-    for strip in _sound_strips(scene):
-        path = bpy.path.abspath(strip.sound.filepath)
-        if path and os.path.abspath(path) == os.path.abspath(audio):
-            first, last = _strip_audio_range(scene, strip)
-            if first - 1e-3 <= start and start + duration <= last + 1e-3:
-                return strip
-    return None
-
-
-def set_clip(scene, audio, start, duration, strip=None):
-    """Make a clip the current one (and its candidates stale)."""
-    settings = scene.traeumer_label
-    settings.clip_audio = audio
-    settings.clip_start = max(0.0, float(start))
-    settings.clip_duration = float(duration)
-    strip = strip or _strip_for_clip(scene, audio, start, duration)
-    settings.clip_strip = strip.name if strip is not None else ""
-    if strip is not None:
-        _set_preview_range(scene, strip, settings.clip_start, settings.clip_duration)
-
-
-def music_files(scene):
-    """The user's music: files added to the label set, then the scene's sound strips' files."""
-    files = []
-    for item in scene.traeumer_label.audio_files:
-        path = bpy.path.abspath(item.filepath)
-        if path and path not in files:
-            files.append(path)
-    for strip in _sound_strips(scene):
-        path = os.path.abspath(bpy.path.abspath(strip.sound.filepath))
-        if strip.sound.filepath and path not in files:
-            files.append(path)
-    return files
-
-
-def add_audio_file(scene, path) -> bool:
-    settings = scene.traeumer_label
-    path = os.path.abspath(bpy.path.abspath(path))
-    if any(os.path.abspath(bpy.path.abspath(item.filepath)) == path for item in settings.audio_files):
-        return False
-    item = settings.audio_files.add()
-    item.filepath = path
-    item.name = os.path.basename(path)
-    return True
-
-
-def _thumbnail_folder(path):
-    import hashlib
-    key = hashlib.sha256(os.path.abspath(path).encode()).hexdigest()[:12]
-    return os.path.join(bpy.app.tempdir or os.path.dirname(path), "traeumer_label_thumbs", key)
-
-
-def refresh_pairs(scene) -> int:
-    """Mirror the label set file in ``scene.traeumer_label.pairs``; returns the pair count."""
-    settings = scene.traeumer_label
-    settings.pairs.clear()
-    try:
-        path = label_properties.set_path(scene)
-    except label_properties.LabelLocationError:
-        return 0
-    if not os.path.isfile(path):
-        return 0
-    label_set = label_sets.LabelSet.load(path)
-    thumbnails = label_sets.write_thumbnails(label_set, _thumbnail_folder(path))
-    for pair, thumbnail in zip(label_set.pairs, thumbnails):
-        item = settings.pairs.add()
-        item.name = pair["id"]
-        item.audio_name = pair["audio_name"]
-        item.audio = pair["audio"]
-        item.start = pair["start"]
-        item.duration = pair["duration"]
-        item.thumbnail = thumbnail
-    for path in label_set.audio_files:
-        if os.path.isfile(path):
-            add_audio_file(scene, path)
-    settings.active_pair = min(settings.active_pair, max(0, len(settings.pairs) - 1))
-    return len(settings.pairs)
-
-
-# --- jobs in the worker -----------------------------------------------------------------------------
-
-class LabelJob(jobs.Job):
-    """One labelling request to the worker; ``finish(job, result)`` turns the result into Blender
-    state and returns the report."""
-
-    kind = "labelling"
-
-    def __init__(self, scene, cmd, params, finish):
-        super().__init__(scene, "")
-        self.cmd = cmd
-        self.params = params
-        self.finish = finish
-
-    @classmethod
-    def start(cls, context, cmd, params, finish):
-        global _label_job
-        for running in (jobs.active_job(), _label_job):
-            if running is not None and not running.finished:
-                raise jobs.JobError("A TräumerAI job is already running: wait for it or cancel it")
-        job = cls(context.scene, cmd, params, finish)
-        job._send(cmd, params=params)
-        _label_job = job
-        return job
-
-    def on_done(self, result):
-        scene = self.scene
-        if scene is None:
-            self._fail("The scene was removed")
-            return
-        try:
-            message = self.finish(self, scene, result)
-        except (TraeumerError, jobs.JobError, OSError, ValueError, KeyError) as error:
-            self._fail(str(error))
-            return
-        self._finish("DONE", message)
 
 
 class _LabelJobOperator(JobOperator):
     """Runs a LabelJob: modal with a timer in the UI, blocking in background mode."""
 
-    start_errors = (jobs.JobError, label_properties.LabelLocationError, TraeumerError)
+    start_errors = (JobError, label_properties.LabelLocationError, TraeumerError)
 
 
 # --- choosing a clip -------------------------------------------------------------------------------
@@ -235,23 +46,23 @@ class TRAEUMER_OT_label_clip_playhead(bpy.types.Operator):
 
     def execute(self, context):
         scene = context.scene
-        strip = target_sound_strip(scene)
+        strip = timeline.target_sound_strip(scene)
         if strip is None:
             self.report({"ERROR"}, "No sound strip: make a sound strip active or choose one in Generate")
             return {"CANCELLED"}
-        span = sound_strip_span(scene, strip)
+        span = timeline.sound_strip_span(scene, strip)
         if not span.filepath or not os.path.isfile(span.filepath):
             self.report({"ERROR"}, f"The audio file of '{strip.name}' is missing: {span.filepath or '(none)'}")
             return {"CANCELLED"}
         settings = scene.traeumer_label
-        first, last = _strip_audio_range(scene, strip)
+        first, last = timeline.strip_audio_range(scene, strip)
         duration = min(settings.clip_duration, last - first)
         if duration <= 0.5:
             self.report({"ERROR"}, f"Sound strip '{strip.name}' is too short to label")
             return {"CANCELLED"}
-        centre = _audio_time_of_frame(scene, strip, scene.frame_current)
+        centre = timeline.audio_time_of_frame(scene, strip, scene.frame_current)
         start = min(max(first, centre - duration / 2.0), last - duration)
-        set_clip(scene, span.filepath, start, duration, strip)
+        labelling.set_clip(scene, span.filepath, start, duration, strip)
         self.report({"INFO"}, f"Clip: {strip.name}, {start:.1f}–{start + duration:.1f} s of its audio")
         return {"FINISHED"}
 
@@ -282,7 +93,7 @@ class TRAEUMER_OT_label_add_audio(bpy.types.Operator):
         if missing or not paths:
             self.report({"ERROR"}, f"Not a file: {missing[0] if missing else '(nothing chosen)'}")
             return {"CANCELLED"}
-        added = sum(add_audio_file(context.scene, p) for p in paths)
+        added = sum(labelling.add_audio_file(context.scene, p) for p in paths)
         self.report({"INFO"}, f"Added {added} music file(s)")
         return {"FINISHED"}
 
@@ -330,7 +141,7 @@ class TRAEUMER_OT_label_clip_file(bpy.types.Operator):
         if not os.path.isfile(path):
             self.report({"ERROR"}, f"Music file not found: {path}")
             return {"CANCELLED"}
-        set_clip(scene, path, self.start, settings.clip_duration)
+        labelling.set_clip(scene, path, self.start, settings.clip_duration)
         self.report({"INFO"}, f"Clip: {os.path.basename(path)} from {self.start:.1f} s")
         return {"FINISHED"}
 
@@ -350,11 +161,11 @@ class TRAEUMER_OT_label_play(bpy.types.Operator):
             return {"CANCELLED"}
         _stop_playing(context)
         strip = None
-        for candidate in _sound_strips(scene):
+        for candidate in timeline.sound_strips(scene):
             if candidate.name == settings.clip_strip:
                 strip = candidate
         if strip is not None:
-            _set_preview_range(scene, strip, settings.clip_start, settings.clip_duration)
+            timeline.set_preview_range(scene, strip, settings.clip_start, settings.clip_duration)
             scene.frame_current = scene.frame_preview_start
             if not bpy.app.background and context.screen is not None:
                 bpy.ops.screen.animation_play()
@@ -398,33 +209,6 @@ class TRAEUMER_OT_label_stop(bpy.types.Operator):
 
 # --- candidates and picking ------------------------------------------------------------------------
 
-def _finish_candidates(job, scene, result):
-    settings = scene.traeumer_label
-    settings.candidates.clear()
-    for row, (image, origin) in enumerate(zip(result["images"], result["origins"])):
-        item = settings.candidates.add()
-        item.name = f"{origin.get('kind', 'seed')} {origin.get('seed', 0)}"
-        item.image = image
-        item.row = row
-        item.seed = int(origin.get("seed", 0))
-        item.origin_json = json.dumps(origin)
-        preview_icon(image)
-    settings.candidates_ws = result["ws_path"]
-    settings.active_candidate = 0
-    return f"{len(result['images'])} candidates"
-
-
-def _candidate_w(settings, index):
-    if not 0 <= index < len(settings.candidates):
-        raise jobs.JobError("No such candidate: make a new batch")
-    try:
-        with np.load(settings.candidates_ws, allow_pickle=False) as data:
-            ws = np.asarray(data["ws"], dtype=np.float32)
-    except (OSError, KeyError, ValueError):
-        raise jobs.JobError("The candidates are gone (temporary files): make a new batch") from None
-    return ws[settings.candidates[index].row]
-
-
 class TRAEUMER_OT_label_candidates(_LabelJobOperator, bpy.types.Operator):
     """Render candidate images: a new random batch, or variations of a chosen image"""
 
@@ -444,25 +228,18 @@ class TRAEUMER_OT_label_candidates(_LabelJobOperator, bpy.types.Operator):
     def start_job(self, context):
         scene = context.scene
         settings = scene.traeumer_label
-        model, device = _model_settings(scene)
+        model, device = labelling.model_settings(scene)
         base_w = None
         if self.mode == "SIMILAR":
             index = self.index if self.index >= 0 else settings.active_candidate
-            base_w = _candidate_w(settings, index).tolist()
+            base_w = labelling.candidate_w(settings, index).tolist()
         seed = settings.next_seed
         settings.next_seed = seed + settings.candidate_count
         folder = os.path.join(bpy.app.tempdir or os.path.dirname(bpy.data.filepath) or ".", "traeumer_candidates")
-        params = {"model": model, "device": device, "seed": int(seed), "count": settings.candidate_count,
-                  "size": int(settings.preview_size), "out_dir": folder, "base_w": base_w,
-                  "strength": float(settings.variation)}
-        return LabelJob.start(context, "label_candidates", params, _finish_candidates)
-
-
-def _finish_pick(job, scene, result):
-    count = refresh_pairs(scene)
-    settings = scene.traeumer_label
-    settings.clip_start = float(result["start"])
-    return f"Labelled: {count} pair(s) in '{settings.set_name}'"
+        return LabelJob.start(context, protocol.LABEL_CANDIDATES, labelling.show_candidates,
+                              model=model, device=device, seed=int(seed), count=settings.candidate_count,
+                              resolution=int(settings.preview_size), out_dir=folder, base_w=base_w,
+                              strength=float(settings.variation))
 
 
 class TRAEUMER_OT_label_pick(_LabelJobOperator, bpy.types.Operator):
@@ -477,19 +254,19 @@ class TRAEUMER_OT_label_pick(_LabelJobOperator, bpy.types.Operator):
         scene = context.scene
         settings = scene.traeumer_label
         if not settings.clip_audio or not os.path.isfile(bpy.path.abspath(settings.clip_audio)):
-            raise jobs.JobError("Choose a clip first (at the playhead, from a file, or suggested)")
+            raise JobError("Choose a clip first (at the playhead, from a file, or suggested)")
         index = self.index if self.index >= 0 else settings.active_candidate
-        w = _candidate_w(settings, index)
+        w = labelling.candidate_w(settings, index)
         candidate = settings.candidates[index]
         settings.active_candidate = index
-        model, device = _model_settings(scene)
-        params = {"set_path": label_properties.set_path(scene), "name": settings.set_name,
-                  "model": model, "encoder": "default", "device": device,
-                  "audio": bpy.path.abspath(settings.clip_audio), "start": settings.clip_start,
-                  "duration": settings.clip_duration, "w": w.tolist(),
-                  "origin": json.loads(candidate.origin_json or "{}"), "thumbnail": candidate.image,
-                  "audio_files": [bpy.path.abspath(a.filepath) for a in settings.audio_files]}
-        return LabelJob.start(context, "label_add", params, _finish_pick)
+        model, device = labelling.model_settings(scene)
+        return LabelJob.start(context, protocol.LABEL_ADD, labelling.after_pick,
+                              set_path=label_properties.set_path(scene), name=settings.set_name,
+                              model=model, encoder="default", device=device,
+                              audio=bpy.path.abspath(settings.clip_audio), start=settings.clip_start,
+                              duration=settings.clip_duration, w=w.tolist(),
+                              origin=json.loads(candidate.origin_json or "{}"), thumbnail=candidate.image,
+                              audio_files=[bpy.path.abspath(a.filepath) for a in settings.audio_files])
 
 
 # --- the label set ----------------------------------------------------------------------------------
@@ -517,7 +294,7 @@ class TRAEUMER_OT_label_delete(bpy.types.Operator):
         except (label_properties.LabelLocationError, TraeumerError) as error:
             self.report({"ERROR"}, str(error))
             return {"CANCELLED"}
-        count = refresh_pairs(scene)
+        count = labelling.refresh_pairs(scene)
         self.report({"INFO"}, f"Deleted; {count} pair(s) left")
         return {"FINISHED"}
 
@@ -530,7 +307,7 @@ class TRAEUMER_OT_label_reload(bpy.types.Operator):
 
     def execute(self, context):
         try:
-            count = refresh_pairs(context.scene)
+            count = labelling.refresh_pairs(context.scene)
         except TraeumerError as error:
             self.report({"ERROR"}, str(error))
             return {"CANCELLED"}
@@ -553,7 +330,7 @@ class TRAEUMER_OT_label_use_pair(bpy.types.Operator):
         if not os.path.isfile(pair.audio):
             self.report({"ERROR"}, f"The pair's audio is not on this computer: {pair.audio_name}")
             return {"CANCELLED"}
-        set_clip(scene, pair.audio, pair.start, pair.duration)
+        labelling.set_clip(scene, pair.audio, pair.start, pair.duration)
         return {"FINISHED"}
 
 
@@ -619,20 +396,12 @@ class TRAEUMER_OT_label_import(bpy.types.Operator):
         except (label_properties.LabelLocationError, TraeumerError) as error:
             self.report({"ERROR"}, str(error))
             return {"CANCELLED"}
-        count = refresh_pairs(scene)
+        count = labelling.refresh_pairs(scene)
         self.report({"INFO"}, f"Imported {added} pair(s); {count} in '{scene.traeumer_label.set_name}'")
         return {"FINISHED"}
 
 
 # --- suggest and train ----------------------------------------------------------------------------
-
-def _finish_suggest(job, scene, result):
-    set_clip(scene, result["audio"], result["start"], result["duration"])
-    skipped = result.get("skipped") or []
-    note = f"; {len(skipped)} file(s) could not be decoded" if skipped else ""
-    return (f"Suggested: {os.path.basename(result['audio'])} from {result['start']:.0f} s "
-            f"(the least covered of {result['candidates']} clips{note})")
-
 
 class TRAEUMER_OT_label_suggest(_LabelJobOperator, bpy.types.Operator):
     """Choose the clip of your music least like anything labelled so far (labels then cover your
@@ -643,28 +412,13 @@ class TRAEUMER_OT_label_suggest(_LabelJobOperator, bpy.types.Operator):
 
     def start_job(self, context):
         scene = context.scene
-        files = music_files(scene)
+        files = labelling.music_files(scene)
         if not files:
-            raise jobs.JobError("No music: add sound strips or music files first")
-        _, device = _model_settings(scene)
-        params = {"set_path": label_properties.set_path(scene), "encoder": "default", "device": device,
-                  "audio_files": files, "clip_seconds": scene.traeumer_label.clip_duration}
-        return LabelJob.start(context, "label_suggest", params, _finish_suggest)
-
-
-def _finish_train(job, scene, result):
-    settings = scene.traeumer_label
-    stored = result["out"]
-    if settings.location == "BLEND" and bpy.data.filepath:
-        try:
-            stored = bpy.path.relpath(stored)
-        except ValueError:
-            pass
-    settings.mapper_file = stored
-    scene.traeumer.mapper_path = stored        # Generate uses the trained mapping from now on
-    settings.report = (f"L1 on labelled clips {result['l1_after']:.3f} "
-                       f"(zero-label {result['l1_zero_label']:.3f})")
-    return f"Trained on {result['pairs']} pair(s): {settings.report}; Generate now uses it"
+            raise JobError("No music: add sound strips or music files first")
+        _, device = labelling.model_settings(scene)
+        return LabelJob.start(context, protocol.LABEL_SUGGEST, labelling.show_suggestion,
+                              set_path=label_properties.set_path(scene), encoder="default", device=device,
+                              audio_files=files, clip_seconds=scene.traeumer_label.clip_duration)
 
 
 class TRAEUMER_OT_label_train(_LabelJobOperator, bpy.types.Operator):
@@ -678,12 +432,12 @@ class TRAEUMER_OT_label_train(_LabelJobOperator, bpy.types.Operator):
         settings = scene.traeumer_label
         path = label_properties.set_path(scene)
         if not os.path.isfile(path) or not len(label_sets.LabelSet.load(path)):
-            raise jobs.JobError("The label set has no pairs yet: pick images for a few clips first")
-        model, device = _model_settings(scene)
-        params = {"set_path": path, "model": model, "device": device,
-                  "out": label_properties.mapper_path(scene), "steps": settings.train_steps,
-                  "seed": int(scene.traeumer.seed)}
-        return LabelJob.start(context, "label_train", params, _finish_train)
+            raise JobError("The label set has no pairs yet: pick images for a few clips first")
+        model, device = labelling.model_settings(scene)
+        return LabelJob.start(context, protocol.LABEL_TRAIN, labelling.use_trained_mapping,
+                              set_path=path, model=model, device=device,
+                              out=label_properties.mapper_path(scene), steps=settings.train_steps,
+                              seed=int(scene.traeumer.seed))
 
 
 class TRAEUMER_OT_label_use_mapping(bpy.types.Operator):
@@ -708,21 +462,7 @@ class TRAEUMER_OT_label_use_mapping(bpy.types.Operator):
         return {"FINISHED"}
 
 
-class TRAEUMER_OT_label_cancel(bpy.types.Operator):
-    """Cancel the running labelling job"""
-
-    bl_idname = "traeumer.label_cancel"
-    bl_label = "Cancel"
-
-    def execute(self, context):
-        job = _label_job
-        if job is None or job.finished:
-            return {"CANCELLED"}
-        job.cancel()
-        return {"FINISHED"}
-
-
-classes = (TRAEUMER_OT_label_cancel, TRAEUMER_OT_label_clip_playhead, TRAEUMER_OT_label_add_audio, TRAEUMER_OT_label_remove_audio,
+classes = (TRAEUMER_OT_label_clip_playhead, TRAEUMER_OT_label_add_audio, TRAEUMER_OT_label_remove_audio,
            TRAEUMER_OT_label_clip_file, TRAEUMER_OT_label_play, TRAEUMER_OT_label_stop,
            TRAEUMER_OT_label_candidates, TRAEUMER_OT_label_pick, TRAEUMER_OT_label_delete,
            TRAEUMER_OT_label_reload, TRAEUMER_OT_label_use_pair, TRAEUMER_OT_label_export,
@@ -730,27 +470,3 @@ classes = (TRAEUMER_OT_label_cancel, TRAEUMER_OT_label_clip_playhead, TRAEUMER_O
            TRAEUMER_OT_label_use_mapping)
 
 
-@bpy.app.handlers.persistent
-def _refresh_after_load(*_args):
-    """Thumbnails live in the session's temporary folder: write them again for an opened file."""
-    for scene in bpy.data.scenes:
-        settings = getattr(scene, "traeumer_label", None)
-        if settings is None or not len(settings.pairs):
-            continue
-        if all(os.path.isfile(pair.thumbnail) for pair in settings.pairs):
-            continue
-        try:
-            refresh_pairs(scene)
-        except (TraeumerError, OSError):
-            pass
-
-
-def register_handlers():
-    if _refresh_after_load not in bpy.app.handlers.load_post:
-        bpy.app.handlers.load_post.append(_refresh_after_load)
-
-
-def unregister_previews():
-    if _refresh_after_load in bpy.app.handlers.load_post:
-        bpy.app.handlers.load_post.remove(_refresh_after_load)
-    _free_previews()

@@ -6,7 +6,8 @@ import os
 import bpy
 
 from ..addon import compat, jobs
-from ..addon.timeline import format_fps, sound_strip_span, target_sound_strip
+from ..addon.timeline import sound_strip_span, target_sound_strip
+from ..traeumer_blender.timing import describe_fps
 
 
 class TRAEUMER_PT_generate(bpy.types.Panel):
@@ -39,7 +40,7 @@ class TRAEUMER_PT_generate(bpy.types.Panel):
             column.label(text=span.name, icon="SOUND")
             column.label(text=os.path.basename(span.filepath) or "(no file)", icon="FILE_SOUND")
             column.label(text=f"Frames {span.frame_start}–{span.frame_end - 1} ({span.frame_count})")
-            column.label(text=f"{float(span.duration_seconds):.3f} s at {format_fps(span.fps)}")
+            column.label(text=f"{float(span.duration_seconds):.3f} s at {describe_fps(span.fps)}")
 
         column = layout.column()
         column.use_property_split = True
@@ -52,7 +53,7 @@ class TRAEUMER_PT_generate(bpy.types.Panel):
         if not settings.output_dir:
             name = strip.name if strip is not None else "<strip name>"
             column.label(text=f"//traeumer/{name}/", icon="FILE_FOLDER")
-        column.prop(settings, "size")
+        column.prop(settings, "resolution")
         smoothing = column.column(align=True, heading="Smoothing")
         smoothing.prop(settings, "smoothing_coarse")
         smoothing.prop(settings, "smoothing_middle")
@@ -71,7 +72,7 @@ class TRAEUMER_PT_generate(bpy.types.Panel):
             row.scale_y = 1.4
             row.enabled = strip is not None
             row.operator("traeumer.generate", icon="PLAY")
-            if job is not None and job.state == "FAILED":
+            if job is not None and job.state == "FAILED" and not isinstance(job, jobs.LabelJob):
                 layout.label(text=job.message[:120], icon="ERROR")
 
         if len(settings.tracks):

@@ -5,17 +5,18 @@ import os
 
 import bpy
 
-from ..addon import jobs, label_properties
-from ..operators import label as label_ops
+from ..addon import jobs, label_properties, labelling
 
 
 def _job_row(layout):
     """Progress of a running labelling job; True when one runs."""
-    job = label_ops.active_label_job()
-    if job is not None and not job.finished:
+    job = jobs.active_job()
+    if not isinstance(job, jobs.LabelJob):
+        return False
+    if not job.finished:
         row = layout.row(align=True)
-        row.progress(factor=job.progress_factor, type="BAR", text=f"{job.cmd[6:].title()}: {job.status_text()}")
-        row.operator("traeumer.label_cancel", text="", icon="CANCEL")
+        row.progress(factor=job.progress_factor, type="BAR", text=f"{job.title}: {job.status_text()}")
+        row.operator("traeumer.cancel", text="", icon="CANCEL")
         return True
     if job is not None and job.state == "FAILED":
         layout.label(text=job.message[:120], icon="ERROR")
@@ -34,9 +35,9 @@ class TRAEUMER_PT_label(bpy.types.Panel):
         layout = self.layout
         scene = context.scene
         settings = scene.traeumer_label
-        busy = _job_row(layout)
-        generate_job = jobs.active_job()
-        busy = busy or (generate_job is not None and not generate_job.finished)
+        _job_row(layout)
+        running = jobs.active_job()
+        busy = running is not None and not running.finished     # one job at a time, of any kind
 
         # the set
         box = layout.box()
@@ -87,7 +88,7 @@ class TRAEUMER_PT_label(bpy.types.Panel):
             grid = box.grid_flow(columns=3, even_columns=True, even_rows=True, align=True)
             for index, candidate in enumerate(settings.candidates):
                 cell = grid.column(align=True)
-                icon = label_ops.preview_icon(candidate.image)
+                icon = labelling.preview_icon(candidate.image)
                 if icon:
                     cell.template_icon(icon_value=icon, scale=4.0)
                 else:
@@ -128,7 +129,7 @@ class TRAEUMER_PT_label(bpy.types.Panel):
 
 class TRAEUMER_UL_label_pairs(bpy.types.UIList):
     def draw_item(self, context, layout, data, item, icon, active_data, active_property, index=0, flt_flag=0):
-        icon_id = label_ops.preview_icon(item.thumbnail)
+        icon_id = labelling.preview_icon(item.thumbnail)
         text = f"{item.audio_name}  {item.start:.0f}–{item.start + item.duration:.0f} s"
         if icon_id:
             layout.label(text=text, icon_value=icon_id)

@@ -73,7 +73,7 @@ strip.frame_offset_start = 8          # the first second is trimmed away
 strip.frame_final_duration = 24       # 3 s at 8 fps
 strip.sound.filepath = bpy.path.relpath(strip.sound.filepath)   # a //relative path
 scene.sequence_editor.active_strip = strip
-scene.traeumer.size = 64
+scene.traeumer.resolution = 64
 emit(sound_path=strip.sound.filepath)
 assert bpy.ops.traeumer.generate() == {{"FINISHED"}}   # background: execute() drives the worker
 track = scene.traeumer.tracks["Frontiers"]
@@ -214,7 +214,7 @@ def test_traeumer_run_script_at_fractional_rate_then_reopen_and_update(tmp_path,
     env = dict(os.environ, BLENDER_USER_RESOURCES=str(tmp_path / "user"), **cache_env)
     completed = subprocess.run(
         [sys.executable, str(REPO_ROOT / "traeumer_run.py"), "--", "--audio", str(OGG), "--out", str(out),
-         "--blend", str(blend), "--fps", "29.97", "--start", "2", "--duration", "1.5", "--size", "64",
+         "--blend", str(blend), "--fps", "29.97", "--start", "2", "--duration", "1.5", "--resolution", "64",
          "--render", str(video)],
         capture_output=True, text=True, timeout=600, env=env, cwd=str(tmp_path))
     log = completed.stdout + completed.stderr
@@ -236,7 +236,7 @@ strip = output.find_strip(scene, track.image_strip)
 emit(track=track.name, state=track.state, styles_path=track.styles_path, output_dir=track.output_dir,
      fps=[scene.render.fps, round(scene.render.fps_base, 6)], strip=[strip.frame_final_start, len(strip.elements)],
      image=bpy.data.images[track.image_name].filepath, material=track.material_name in bpy.data.materials,
-     curves=len(style_curves.track_fcurves(scene, track)), size=scene.traeumer.size,
+     curves=len(style_curves.track_fcurves(scene, track)), size=scene.traeumer.resolution,
      output_setting=scene.traeumer.output_dir)
 fcurve = fcurve_of(track, "middle_pc2")
 points = fcurve.keyframe_points
@@ -289,7 +289,7 @@ def test_traeumer_run_from_an_installed_extension_reports_a_failing_model(tmp_pa
     env = dict(os.environ, BLENDER_USER_RESOURCES=str(user))
     completed = subprocess.run(
         [sys.executable, str(installed / "traeumer_run.py"), "--", "--audio", str(OGG),
-         "--out", str(tmp_path / "out"), "--duration", "1", "--fps", "4", "--size", "64",
+         "--out", str(tmp_path / "out"), "--duration", "1", "--fps", "4", "--resolution", "64",
          "--model", str(bad_model)],
         capture_output=True, text=True, timeout=300, env=env, cwd=str(tmp_path))
     log = completed.stdout + completed.stderr
@@ -325,7 +325,7 @@ attempt("no_strip")
 strip = compat.new_sound_strip(scene, "Song", {str(song)!r}, channel=1, frame_start=1)
 strip.frame_final_duration = 8
 scene.sequence_editor.active_strip = strip
-scene.traeumer.size = 64
+scene.traeumer.resolution = 64
 scene.traeumer.output_dir = {readonly_dir!r}
 attempt("read_only")
 
@@ -390,7 +390,7 @@ for old in list(compat.top_level_strips(scene.sequence_editor)):
 strip = compat.new_sound_strip(scene, "Song", mp4, channel=1, frame_start=1)
 strip.frame_final_duration = 24
 scene.sequence_editor.active_strip = strip
-scene.traeumer.size = 64
+scene.traeumer.resolution = 64
 scene.traeumer.output_dir = {str(out)!r}
 
 def drive_until(job, frames):
@@ -486,7 +486,9 @@ bpy.context.preferences.addons[module].preferences.worker_python = {str(other_py
 client = worker_client.ensure_client(*preferences.worker_settings())
 emit(other_python=client.ready.get("python"))
 # that Python lacks the engine's packages (a bare interpreter): the job says so
-request = client.send("generate", params={{"audio": {str(OGG)!r}, "out_dir": {str(tmp_path / "out")!r}}})
+request = client.send("generate", audio={str(OGG)!r}, out_dir={str(tmp_path / "out")!r}, fps="30",
+                      start=0.0, model="default", smoothing=[3.0, 2.0, 0.3], truncation=1.0, seed=0,
+                      device="cpu")
 event = client.wait(60)
 while event is not None and event["event"] == "progress":
     event = client.wait(60)

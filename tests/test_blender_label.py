@@ -110,27 +110,26 @@ emit(back_to_first=len(settings.pairs))
 # train: the mapping becomes Generate's mapping
 settings.train_steps = 200
 assert bpy.ops.traeumer.label_train() == {{"FINISHED"}}
-job = extension_module(module, "operators.label").active_label_job()
+jobs = extension_module(module, "addon.jobs")
+job = jobs.active_job()
 emit(train=job.result, mapper_path=scene.traeumer.mapper_path, mapper_file=settings.mapper_file,
      report=settings.report)
 
 # a long training run reports progress and can be cancelled; the trained mapping stays
-label_ops = extension_module(module, "operators.label")
 mapper_bytes = open(bpy.path.abspath(settings.mapper_file), "rb").read()
 params = dict(job.params, steps=100000)
-long_job = label_ops.LabelJob.start(bpy.context, "label_train", params, lambda *a: "unexpected")
+long_job = jobs.LabelJob.start(bpy.context, "label_train", lambda *a: "unexpected", **params)
 seen = []
 def on_event(job, event):
     if event.get("event") == "progress" and event.get("stage") == "train":
         seen.append(event["done"])
         job.cancel()
-jobs = extension_module(module, "addon.jobs")
 jobs.run_blocking(long_job, on_event=on_event)
 emit(long_state=long_job.state, long_progress=seen[:1], long_total=long_job.total,
      mapper_kept=open(bpy.path.abspath(settings.mapper_file), "rb").read() == mapper_bytes)
 
 # Generate the first labelled clip with it
-scene.traeumer.size = 32
+scene.traeumer.resolution = 32
 assert bpy.ops.traeumer.generate() == {{"FINISHED"}}
 track = scene.traeumer.tracks["Ocean"]
 styles = np.load(bpy.path.abspath(track.styles_path))

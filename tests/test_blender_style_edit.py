@@ -13,7 +13,7 @@ import pytest
 from blender_harness import REPO_ROOT
 
 sys.path.insert(0, str(REPO_ROOT))
-from traeumer_blender import style_edit  # noqa: E402
+from traeumer_blender import protocol, style_edit  # noqa: E402
 
 
 def test_reduced_keys_stay_within_the_tolerance_and_are_few():
@@ -95,13 +95,14 @@ def test_worker_speaks_json_lines_and_keeps_stdout_for_the_protocol():
     code = "import sys; from traeumer_blender.worker import main; sys.exit(main(sys.argv[1:]))"
     process = subprocess.Popen([sys.executable, "-u", "-c", code, "--idle-timeout", "0"], cwd=str(REPO_ROOT),
                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    requests = [{"id": 1, "cmd": "ping"}, {"id": 2, "cmd": "frobnicate"},
-                {"id": 3, "cmd": "update", "styles": "/nonexistent/styles.npz", "edits": "/nonexistent/e.npz"},
+    update = protocol.build_request(protocol.UPDATE, styles_path="/nonexistent/styles.npz",
+                                    edits_path="/nonexistent/e.npz", device="cpu")
+    requests = [{"id": 1, "cmd": "ping"}, {"id": 2, "cmd": "frobnicate"}, dict(update, id=3),
                 {"id": 4, "cmd": "shutdown"}]
     out, err = process.communicate("".join(json.dumps(r) + "\n" for r in requests) + "not json\n", timeout=120)
     events = [json.loads(line) for line in out.splitlines()]   # every stdout line is an event
     kinds = [(e["event"], e.get("id")) for e in events]
-    assert kinds[0][0] == "ready" and events[0]["protocol"] == 1
+    assert kinds[0][0] == "ready" and events[0]["protocol"] == protocol.PROTOCOL_VERSION
     assert ("pong", 1) in kinds
     assert ("error", 2) in kinds
     assert kinds[-1] == ("bye", None) and events[-1]["reason"] == "shutdown"

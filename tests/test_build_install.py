@@ -221,7 +221,7 @@ def test_generate_from_audio_end_to_end_with_the_installed_wheels(linux_cpu_zip,
         strip.frame_final_duration = 8           # 4 s of the piece at 2 fps
         scene.sequence_editor.active_strip = strip
         settings = scene.traeumer
-        settings.size, settings.device, settings.seed = 32, "cpu", 7
+        settings.resolution, settings.device, settings.seed = 32, "cpu", 7
         settings.output_dir = {str(out_dir)!r}
         outcome = bpy.ops.traeumer.generate()
         client = worker_client.current_client()

@@ -181,7 +181,7 @@ def test_tags_json(tmp_path):
 
 
 def test_inspect_model(tmp_path):
-    from traeumer_blender.pipeline import get_generator
+    from traeumer_blender.model_cache import get_generator
 
     checkpoint = tmp_path / "default-copy.pt"
     get_generator("default").save(checkpoint)

@@ -84,7 +84,7 @@ def test_strip_span_is_exact_at_fractional_frame_rates(extension_zip, tmp_path):
         span = timeline.sound_strip_span(scene, strip)
         emit(fps=[span.fps.numerator, span.fps.denominator], start=span.frame_start, end=span.frame_end,
              seconds=[span.duration_seconds.numerator, span.duration_seconds.denominator],
-             file=span.filepath, label=timeline.format_fps(span.fps))
+             file=span.filepath, label=extension_module(module, "traeumer_blender.timing").describe_fps(span.fps))
         scene.traeumer.strip_name = "nothing by that name"
         emit(missing=timeline.target_sound_strip(scene) is None)
         assert bpy.ops.traeumer.use_active_strip() == {{"FINISHED"}}

@@ -37,7 +37,7 @@ def cache(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def models(cache):
-    from traeumer_blender.pipeline import get_encoder, get_generator
+    from traeumer_blender.model_cache import get_encoder, get_generator
 
     return get_generator("default", device="cpu"), get_encoder("default")
 
@@ -254,28 +254,37 @@ def test_cli_train_mapper_from_a_label_set(labelled, cache, tmp_path):
 
 
 def test_worker_requests_build_a_set_and_refuse_another_model(models, tmp_path):
-    import threading
+    """The labelling requests through the worker's handler table, as Blender sends them."""
+    import io
+    import json
 
-    from traeumer_blender import label_worker
+    from traeumer_blender import protocol, worker
     from traeumer_blender.png import read_png
 
-    stages = []
+    lines = io.StringIO()
+    channel = worker.Channel(lines)
 
-    def progress(stage, done, total, eta):
-        stages.append(stage)
+    def run(cmd, **params):
+        request = protocol.build_request(cmd, **params)
+        return worker.run_job(worker.Job(channel, 1, cmd, request["params"]))
 
-    cancel = threading.Event()
-    made = label_worker.run("label_candidates", {"params": {
-        "seed": 3, "count": 2, "size": 32, "out_dir": str(tmp_path / "candidates"), "device": "cpu"}},
-        progress, cancel)
+    def stages():
+        return [json.loads(line).get("stage") for line in lines.getvalue().splitlines()]
+
+    outcome, fields = run(protocol.LABEL_CANDIDATES, model="default", device="cpu", seed=3, count=2,
+                          resolution=32, out_dir=str(tmp_path / "candidates"), base_w=None, strength=0.35)
+    assert outcome == protocol.DONE, fields
+    made = fields["result"]
     ws = np.load(made["ws_path"])["ws"]
-    assert made["size"] == 32 and len(made["images"]) == 2 and ws.shape == (2, 512)
+    assert made["resolution"] == 32 and len(made["images"]) == 2 and ws.shape == (2, 512)
     path = tmp_path / "set.labels.npz"
-    request = {"params": {"set_path": str(path), "name": "worker", "device": "cpu",
-                          "audio": str(AUDIO / "hr-savino-ocean.ogg"), "start": 55.0, "duration": 10.0,
-                          "w": ws[1].tolist(), "origin": made["origins"][1], "thumbnail": made["images"][1],
-                          "audio_files": [str(AUDIO / "hr-domina-hunting.ogg")]}}
-    added = label_worker.run("label_add", request, progress, cancel)
+    request = dict(set_path=str(path), name="worker", model="default", encoder="default", device="cpu",
+                   audio=str(AUDIO / "hr-savino-ocean.ogg"), start=55.0, duration=10.0,
+                   w=ws[1].tolist(), origin=made["origins"][1], thumbnail=made["images"][1],
+                   audio_files=[str(AUDIO / "hr-domina-hunting.ogg")])
+    outcome, fields = run(protocol.LABEL_ADD, **request)
+    assert outcome == protocol.DONE, fields
+    added = fields["result"]
     # a clip that would run past the end of the file is moved to end with it
     ocean_seconds = 60.486
     assert added["pairs"] == 1 and added["start"] == pytest.approx(ocean_seconds - 10.0, abs=0.01)
@@ -285,8 +294,9 @@ def test_worker_requests_build_a_set_and_refuse_another_model(models, tmp_path):
     thumbnail = read_png(made["images"][1])
     np.testing.assert_array_equal(stored.thumbnails[0][::2, ::2], thumbnail)   # 32 px stored at 64
     assert stored.audio_files == [str(AUDIO / "hr-savino-ocean.ogg"), str(AUDIO / "hr-domina-hunting.ogg")]
-    assert {"load", "render", "embed"} <= set(stages)
+    assert {"load", "render", "embed"} <= set(stages())
     stored.generator_source_id = "stylegan2:another"
     stored.save(path)
-    with pytest.raises(TraeumerError, match="labelled for generator stylegan2:another"):
-        label_worker.run("label_add", request, progress, cancel)
+    outcome, fields = run(protocol.LABEL_ADD, **request)
+    assert outcome == protocol.ERROR and fields["kind"] == protocol.ERROR_USER
+    assert "labelled for generator stylegan2:another" in fields["message"]

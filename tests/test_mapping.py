@@ -13,7 +13,8 @@ import pytest
 
 from traeumer_blender import mapping
 from traeumer_blender.errors import TraeumerError
-from traeumer_blender.pipeline import GenerateSettings, get_encoder, get_generator, run_generate
+from traeumer_blender.model_cache import get_encoder, get_generator
+from traeumer_blender.pipeline import GenerateSettings, run_generate
 
 SHARED_AUDIO = Path(__file__).resolve().parents[1].parent / "shared" / "audio"
 # decoding an MP3 from far into the file costs time: these start early
@@ -30,7 +31,7 @@ def models():
 def clip_windows(models):
     """Embeddings of 10 s clips, windows every 2 s (as in the paper's training data)."""
     _, encoder = models
-    return [mapping.clip_embeddings(encoder, SHARED_AUDIO / name, start, 10.0) for name, start in CLIPS]
+    return [mapping.clip_embeddings(encoder, SHARED_AUDIO / name, start, 10.0)[0] for name, start in CLIPS]
 
 
 def test_clip_windows_follow_the_paper():

@@ -16,9 +16,12 @@ import pytest
 from traeumer_blender import png
 from traeumer_blender.encoders import base as encoder_base
 from traeumer_blender.errors import TraeumerError
-from traeumer_blender.pipeline import (Cancelled, GenerateSettings, frame_path, load_styles,
-                                       render_frames, run_generate, update_styles)
-from traeumer_blender.smoothing import layer_groups
+from traeumer_blender.frames import render_frames
+from traeumer_blender.layer_groups import layer_groups
+from traeumer_blender.output_folder import frame_path
+from traeumer_blender.pipeline import GenerateSettings, run_generate
+from traeumer_blender.progress import Cancelled
+from traeumer_blender.styles_file import load_styles, update_styles
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "hr-savino-ocean.ogg"
 SHARED_AUDIO = Path(__file__).resolve().parents[1].parent / "shared" / "audio"
@@ -230,7 +233,7 @@ def test_frame_count_follows_fps_fraction(tmp_path):
 def test_excerpt_sees_the_music_around_it(tmp_path):
     """A frame at the excerpt's first instant embeds the real audio before it, not zeros."""
     from traeumer_blender.audio import load_audio
-    from traeumer_blender.pipeline import get_encoder
+    from traeumer_blender.model_cache import get_encoder
 
     short = run_generate(settings(tmp_path / "a", start=12.0, duration=1.0, styles_only=True))
     longer = run_generate(settings(tmp_path / "b", start=11.0, duration=2.0, styles_only=True))

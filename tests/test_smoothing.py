@@ -6,7 +6,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from traeumer_blender import smoothing, timing
+from traeumer_blender import layer_groups, smoothing, timing
 from traeumer_blender.errors import TraeumerError
 
 
@@ -73,14 +73,14 @@ def test_groups_match_the_paper_at_1024():
     pairs = [4 * 2 ** (i // 2) for i in range(18)]
     shifted = [4] + [4 * 2 ** ((i + 1) // 2) for i in range(1, 18)]
     for resolutions in (pairs, shifted):
-        groups = smoothing.layer_groups(resolutions)
+        groups = layer_groups.layer_groups(resolutions)
         assert groups.tolist() == [0] * 6 + [1] * 6 + [2] * 6
 
 
 def test_groups_at_256_and_64():
-    assert smoothing.layer_groups([0] * 14).tolist() == [0] * 6 + [1] * 6 + [2] * 2
-    assert smoothing.layer_groups([0] * 10).tolist() == [0] * 6 + [1] * 4
-    assert smoothing.used_groups(smoothing.layer_groups([0] * 10)) == [0, 1]
+    assert layer_groups.layer_groups([0] * 14).tolist() == [0] * 6 + [1] * 6 + [2] * 2
+    assert layer_groups.layer_groups([0] * 10).tolist() == [0] * 6 + [1] * 4
+    assert layer_groups.used_groups(layer_groups.layer_groups([0] * 10)) == [0, 1]
 
 
 def test_parse_windows():

@@ -5,4 +5,18 @@ Plain Python, numpy and torch. This package never imports bpy: it runs as a CLI
 (``python -m traeumer_blender``) and as the background worker of the Blender extension.
 """
 
-__version__ = "0.1.0"
+import tomllib
+from pathlib import Path
+
+
+def _extension_version() -> str:
+    """The version written once, in the extension's ``blender_manifest.toml`` beside this package."""
+    manifest = Path(__file__).resolve().parent.parent / "blender_manifest.toml"
+    try:
+        with open(manifest, "rb") as stream:
+            return str(tomllib.load(stream)["version"])
+    except (OSError, KeyError, tomllib.TOMLDecodeError):
+        return "unknown"
+
+
+__version__ = _extension_version()

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from .allocator import keep_freed_memory
 from .errors import TraeumerError
+from .layer_groups import DEFAULT_SMOOTHING_SECONDS
 
 PROG = "python -m traeumer_blender"
 EXAMPLE_AUDIO = Path(__file__).resolve().parents[1] / "examples" / "hr-savino-ocean.ogg"
@@ -89,7 +90,7 @@ def _add_generate_options(parser, audio_required=True):
     parser.add_argument("--duration", type=float, default=None, help="length of the excerpt (s; default: to the end)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the zero-label mapping")
     parser.add_argument("--truncation", type=float, default=1.0, help="truncation psi (1 = none)")
-    parser.add_argument("--smoothing", default="3,2,0.3",
+    parser.add_argument("--smoothing", default=",".join(f"{w:g}" for w in DEFAULT_SMOOTHING_SECONDS),
                         help="moving-average windows in seconds for coarse,middle,fine layers")
     parser.add_argument("--window", choices=("box", "triangular"), default="box",
                         help="smoothing window shape")
@@ -115,12 +116,12 @@ def _settings_from(args, audio, out):
 
 def _run_generate(settings, quiet):
     from .pipeline import run_generate
-    from .timing import format_fps
+    from .timing import describe_fps
 
     result = run_generate(settings, progress=ProgressPrinter(quiet=quiet))
     frames = ("no frames (styles only)" if settings.styles_only else
               f"{result.frame_count} frames ({result.frames_rendered} rendered, {result.frames_reused} kept)")
-    print(f"{frames} at {format_fps(result.fps)} fps, {result.resolution} px, "
+    print(f"{frames} at {describe_fps(result.fps)}, {result.resolution} px, "
           f"{result.duration:.2f} s of music from {result.start:g} s -> {result.out_dir} "
           f"({result.seconds:.1f} s)")
     return 0
@@ -157,7 +158,8 @@ def _parse_frames(text, count):
 
 
 def cmd_render(args):
-    from .pipeline import load_styles, render_frames
+    from .frames import render_frames
+    from .styles_file import load_styles
 
     styles = load_styles(args.styles)
     indices = None if args.frames is None else _parse_frames(args.frames, styles.frame_count)
@@ -172,7 +174,7 @@ def cmd_tags(args):
     import numpy as np
 
     from .audio import load_audio, probe_audio
-    from .pipeline import get_encoder
+    from .model_cache import get_encoder
 
     probe_audio(args.audio)
     encoder = get_encoder(args.encoder, device="cpu" if args.device == "auto" else args.device)
@@ -347,7 +349,7 @@ def main(argv=None) -> int:
         print("interrupted (frames written so far are complete; run again to resume)", file=sys.stderr)
         return 130
     except Exception as error:  # a bug, not bad input
-        from .pipeline import Cancelled
+        from .progress import Cancelled
 
         if isinstance(error, Cancelled):
             print("cancelled", file=sys.stderr)

@@ -36,14 +36,14 @@ import time
 import numpy as np
 
 from .errors import TraeumerError
-from .mapping import Mapper, clip_window_centres, standardisation, zero_label_mapper
+from .mapping import CLIP_HOP_SECONDS, Mapper, clip_embeddings, clip_window_centres, standardisation, zero_label_mapper
 from .npz_files import open_npz
 from .png import encode_png, write_atomic
 
 FORMAT = "traeumer-labels-1"
 SUFFIX = ".labels.npz"
 CLIP_SECONDS = 10.0
-HOP_SECONDS = 2.0
+HOP_SECONDS = CLIP_HOP_SECONDS
 THUMBNAIL_SIZE = 64
 # "Suggest next clip" looks at clips starting every SUGGEST_STEP seconds of each file
 SUGGEST_STEP = 5.0
@@ -356,34 +356,6 @@ def render_thumbnails(generator, ws, size=THUMBNAIL_SIZE) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- embedding clips
 
-def clip_windows(encoder, audio_path, start, duration, hop_seconds=HOP_SECONDS):
-    """(embeddings [windows, D], actual start, actual duration) of one clip.
-
-    The clip is clamped to the file: a clip asked to start before 0 or run past the end is
-    moved so that it fits (a file shorter than the clip gives the whole file). The windows are
-    embedded with the music around the clip as context, as Generate embeds its frames: a clip
-    cut out alone would show the encoder a silence-to-music step at its edges, and a mapping
-    trained on that would not recognise the clip when Generate plays it within the song.
-    """
-    from .audio import load_audio, probe_audio
-
-    info = probe_audio(audio_path)
-    duration = min(float(duration), info.duration)
-    start = min(max(0.0, float(start)), max(0.0, info.duration - duration))
-    context = float(encoder.window_seconds) / 2.0 + 0.05
-    audio_start = max(0.0, start - context)
-    audio_end = min(info.duration, start + duration + context)
-    audio = load_audio(audio_path, sample_rate=encoder.sample_rate, start=audio_start,
-                       duration=audio_end - audio_start)
-    loaded = len(audio) / float(encoder.sample_rate)
-    seconds = min(duration, loaded - (start - audio_start))
-    if seconds <= 0:
-        raise TraeumerError(f"clip of {audio_path} from {start:g} s is empty")
-    centres = clip_window_centres(seconds, float(encoder.window_seconds), hop_seconds)
-    embeddings = np.asarray(encoder.embed_frames(audio, centres + (start - audio_start)), dtype=np.float32)
-    return embeddings, start, seconds
-
-
 def new_label_set(generator, encoder, generator_source="", encoder_source="", name="",
                   thumbnail_size=THUMBNAIL_SIZE) -> LabelSet:
     return LabelSet(generator.source_id, encoder.source_id, generator.w_dim, encoder.embedding_dim,
@@ -397,7 +369,7 @@ def label_clip(labels: LabelSet, encoder, generator, audio_path, start, duration
     from .paths import file_digest
 
     labels.check_compatible(generator.source_id, encoder.source_id)
-    embeddings, start, duration = clip_windows(encoder, audio_path, start, duration, labels.hop_seconds)
+    embeddings, start, duration = clip_embeddings(encoder, audio_path, start, duration, labels.hop_seconds)
     if thumbnail is None:
         thumbnail = render_thumbnails(generator, np.asarray(w, dtype=np.float32)[None],
                                       labels.thumbnail_size)[0]
@@ -470,7 +442,7 @@ def suggest_next_clip(labels: LabelSet, encoder, audio_files, clip_seconds=CLIP_
     clips, features, all_windows, skipped = [], [], [], []
     for number, path in enumerate(files):
         if cancel is not None and (cancel.is_set() if hasattr(cancel, "is_set") else cancel()):
-            from .pipeline import Cancelled
+            from .progress import Cancelled
             raise Cancelled("cancelled")
         if progress is not None:
             progress("embed", number, len(files))
@@ -560,7 +532,7 @@ def train_label_set(labels: LabelSet, w_mean, w_std, steps=30000, lr=1e-4, weigh
 def train_from_label_file(labels_path, out_path, model="default", steps=30000, lr=1e-4, seed=0,
                           device="auto", progress=None, cancel=None) -> dict:
     """Load a label set, check it belongs to ``model``, train, write the mapper file."""
-    from .pipeline import get_generator
+    from .model_cache import get_generator
 
     labels = LabelSet.load(labels_path)
     generator = get_generator(model, device=device)

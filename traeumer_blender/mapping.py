@@ -41,6 +41,8 @@ from .npz_files import open_npz
 FORMAT = "traeumer-mapper-1"
 KIND_TRAINED = "trained"
 KIND_ZERO_LABEL = "zero-label"
+# windows of a labelled clip start every this many seconds (the paper's code: 2 s)
+CLIP_HOP_SECONDS = 2.0
 # Standardising a dimension that barely moves would blow noise up to full scale: dimensions whose
 # spread is below this fraction of the typical (median) spread are scaled as if they had it.
 _MIN_RELATIVE_SCALE = 0.05
@@ -233,7 +235,7 @@ def zero_label_mapper(embedding_dim: int, w_mean, w_std, seed: int = 0,
                   generator_source_id=generator_source_id, seed=int(seed))
 
 
-def clip_window_centres(clip_seconds: float, window_seconds: float, hop_seconds: float = 2.0):
+def clip_window_centres(clip_seconds: float, window_seconds: float, hop_seconds: float = CLIP_HOP_SECONDS):
     """Centres of the training windows of one clip: starts 0, hop, 2·hop, ... that fit inside.
 
     A 10 s clip with 3.69 s windows gives 4 windows (starts 0, 2, 4, 6), as in the paper's code.
@@ -293,7 +295,7 @@ def train_mapper(embeddings, targets, w_mean, w_std, steps: int = 30000, lr: flo
         losses.append(float(loss.detach()))
         if (step + 1) % 200 == 0 or step + 1 == steps:
             if cancel is not None and _is_cancelled(cancel):
-                from .pipeline import Cancelled
+                from .progress import Cancelled
                 raise Cancelled("training cancelled")
             if progress is not None:
                 elapsed = time.monotonic() - started
@@ -318,7 +320,7 @@ def _is_cancelled(cancel) -> bool:
 
 
 def _event(stage, done, total, eta):
-    from .pipeline import Progress
+    from .progress import Progress
     return Progress(stage, done, total, eta)
 
 
@@ -368,32 +370,47 @@ def read_pairs_file(path):
     return clips
 
 
-def clip_embeddings(encoder, audio_path, start=0.0, duration=None, hop_seconds=2.0):
-    """Embeddings of one labelled clip: windows every ``hop_seconds`` (paper: 2 s)."""
+def clip_embeddings(encoder, audio_path, start=0.0, duration=None, hop_seconds=CLIP_HOP_SECONDS):
+    """(embeddings [windows, D], actual start, actual duration) of one labelled clip: windows
+    every ``hop_seconds`` (paper: 2 s). Labels in Blender and ``train-mapper --pairs`` both use it.
+
+    ``duration`` None: to the end of the file. The clip is clamped to the file: a clip asked to start before 0 or run past the end is
+    moved so that it fits (a file shorter than the clip gives the whole file). The windows are
+    embedded with the music around the clip as context, as Generate embeds its frames: a clip
+    cut out alone would show the encoder a silence-to-music step at its edges, and a mapping
+    trained on that would not recognise the clip when Generate plays it within the song.
+    """
     from .audio import load_audio, probe_audio
 
     info = probe_audio(audio_path)
-    if duration is None:
-        duration = max(info.duration - float(start), 0.0)
-    audio = load_audio(audio_path, sample_rate=encoder.sample_rate, start=float(start), duration=float(duration))
-    seconds = len(audio) / float(encoder.sample_rate)
+    duration = info.duration - float(start) if duration is None else float(duration)
+    duration = min(duration, info.duration)
+    start = min(max(0.0, float(start)), max(0.0, info.duration - duration))
+    context = float(encoder.window_seconds) / 2.0 + 0.05
+    audio_start = max(0.0, start - context)
+    audio_end = min(info.duration, start + duration + context)
+    audio = load_audio(audio_path, sample_rate=encoder.sample_rate, start=audio_start,
+                       duration=audio_end - audio_start)
+    loaded = len(audio) / float(encoder.sample_rate)
+    seconds = min(duration, loaded - (start - audio_start))
     if seconds <= 0:
-        raise TraeumerError(f"clip {audio_path} from {start} s is empty")
+        raise TraeumerError(f"clip of {audio_path} from {start:g} s is empty")
     centres = clip_window_centres(seconds, float(encoder.window_seconds), hop_seconds)
-    return np.asarray(encoder.embed_frames(audio, centres), dtype=np.float64)
+    embeddings = np.asarray(encoder.embed_frames(audio, centres + (start - audio_start)), dtype=np.float32)
+    return embeddings, start, seconds
 
 
 def train_from_pairs_file(pairs_path, out_path, model="default", encoder="default", steps=30000,
                           seed=0, device="auto", progress=None, cancel=None):
     """Embed every labelled clip, fit Eq. 1, write the mapper. Returns a summary dict."""
-    from .pipeline import get_encoder, get_generator
+    from .model_cache import get_encoder, get_generator
 
     clips = read_pairs_file(pairs_path)
     generator = get_generator(model, device=device)
     music_encoder = get_encoder(encoder, device="cpu" if device == "auto" else device)
     embeddings, targets = [], []
     for clip in clips:
-        windows = clip_embeddings(music_encoder, clip["audio"], clip.get("start", 0.0), clip.get("duration"))
+        windows, _, _ = clip_embeddings(music_encoder, clip["audio"], clip.get("start", 0.0), clip.get("duration"))
         if "seed" in clip:
             target = target_w_for_seed(generator, clip["seed"], clip.get("truncation", 1.0))
         elif "w" in clip:

@@ -15,7 +15,7 @@ not rendered again. ``applied`` records what the frames on disk show, so "Update
 only frames whose curve values changed since the last update.
 
 This module is plain numpy (Blender's side imports it); ``update_frames`` and the helpers that
-need the generator import the pipeline (torch) lazily and run in the worker only.
+need the generator import the engine (torch) lazily and run in the worker only.
 """
 
 import io
@@ -24,10 +24,11 @@ import os
 import numpy as np
 
 from .errors import TraeumerError
+from .layer_groups import GROUP_NAMES
 from .npz_files import open_npz, parse_errors_as
 from .png import write_atomic
 
-GROUP_NAMES = ("coarse", "middle", "fine")
+# principal components per group that become curves (Coarse PC 1 ... Fine PC 4)
 COMPONENTS = 4
 CURVES_NAME = "curves.npz"
 CURVES_FORMAT = "traeumer-curves-1"
@@ -106,10 +107,6 @@ def curve_values(group_ws: np.ndarray, truncation: float, groups):
     columns.append(np.full(n, float(truncation)))
     columns += [np.ones(n) for _ in groups]
     return np.stack(columns, axis=1), mean, basis
-
-
-def used_groups(layer_group) -> list:
-    return sorted(set(int(g) for g in np.asarray(layer_group).reshape(-1).tolist()))
 
 
 # ----------------------------------------------------------------------------- curves.npz
@@ -220,7 +217,10 @@ def update_frames(styles_path, edits_path, progress=None, cancel=None, device="a
     edits_path: an .npz with ``values`` [N, C] (the curves evaluated by Blender, columns as in
     curves.npz). styles.npz is left as generated; curves.npz records what is now on disk.
     """
-    from . import pipeline, smoothing
+    from . import smoothing
+    from .frames import render_frames
+    from .model_cache import get_generator
+    from .styles_file import load_styles
 
     out_dir = os.path.dirname(os.path.abspath(os.fspath(styles_path)))
     cpath = curves_path(out_dir)
@@ -235,10 +235,10 @@ def update_frames(styles_path, edits_path, progress=None, cancel=None, device="a
     changed = changed_frames(values, curves["applied"])
     if len(changed) == 0:
         return {"frames_rendered": 0, "changed": []}
-    styles = pipeline.load_styles(styles_path)
+    styles = load_styles(styles_path)
     settings = styles.settings
-    generator = pipeline.get_generator(styles.generator_source, device=device,
-                                       precision="auto", label=settings.get("label"))
+    generator = get_generator(styles.generator_source, device=device, precision="auto",
+                              label=settings.get("label"))
     w_avg = generator_average_w(generator, styles.group_ws.shape[2])
 
     def untruncated():
@@ -249,12 +249,8 @@ def update_frames(styles_path, edits_path, progress=None, cancel=None, device="a
     new_ws = apply_edits(styles.group_ws[changed], values[changed], curves["baseline"][changed],
                          curves["names"], curves["groups"], curves["basis"], w_avg, untruncated)
 
-    def on_progress(event):
-        if progress is not None:
-            progress(event.stage, event.done, event.total, event.eta_seconds)
-
-    pipeline.render_frames(styles_path, changed, ws_override=new_ws, device=device,
-                           progress=on_progress, cancel=cancel)
+    render_frames(styles_path, changed, ws_override=new_ws, device=device, progress=progress,
+                  cancel=cancel)
     applied = np.array(curves["applied"])
     applied[changed] = values[changed]
     save_curves(cpath, curves["names"], curves["groups"], int(curves["frame_start"]), curves["baseline"],

@@ -68,6 +68,14 @@ def format_fps(fps: Fraction) -> str:
     return str(fps.numerator) if fps.denominator == 1 else f"{fps.numerator}/{fps.denominator}"
 
 
+def describe_fps(fps: Fraction) -> str:
+    """A frame rate for people: "30 fps", "29.970 fps (30000/1001)" (panels, reports)."""
+    fps = Fraction(fps)
+    if fps.denominator == 1:
+        return f"{fps.numerator} fps"
+    return f"{float(fps):.3f} fps ({fps.numerator}/{fps.denominator})"
+
+
 def frame_count(duration_seconds, fps) -> int:
     """round(duration × fps), computed exactly (no float product error)."""
     exact = Fraction(duration_seconds) * Fraction(fps)

@@ -1,37 +1,17 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """The background worker the Blender extension talks to: ``python -m traeumer_blender worker``.
 
-Protocol: one JSON object per line. Blender writes requests to the worker's stdin, the worker
-answers with events on its stdout (its real stdout is kept for the protocol only; anything the
-engine or torch prints goes to stderr). Every request carries an ``id``; events about a request
-repeat it.
+The requests and events are in ``protocol.py``. The worker's real stdout carries the protocol
+only; anything the engine or torch prints goes to stderr. One job runs at a time (a second job
+request while one runs is answered with an error); ping, cancel and shutdown are answered at
+once. Every job request goes through one handler table (``JOB_HANDLERS``): a handler gets the
+request's checked params and the job (progress, styles announcement, cancel flag) and returns
+the "done" event's result. The generator stays loaded between jobs; after ``--idle-timeout``
+seconds without a request and without a job the worker exits, which frees its (GPU) memory. It
+also exits when stdin closes, so it never outlives Blender.
 
-Requests::
-
-    {"id": 1, "cmd": "ping"}
-    {"id": 2, "cmd": "generate", "params": {...}}        # see pipeline_params()
-    {"id": 3, "cmd": "update", "styles": PATH, "edits": PATH}
-    {"id": 4, "cmd": "cancel"}                            # cancels the running job
-    {"id": 5, "cmd": "shutdown"}
-    {"id": 6, "cmd": "label_candidates" | "label_add" | "label_suggest" | "label_train", "params": {...}}
-                                                          # labelling: see label_worker.py
-
-Events::
-
-    {"event": "ready", "pid": N, "protocol": 1, "version": "..."}       once, at start
-    {"event": "pong", "id": 1}
-    {"event": "progress", "id": 2, "stage": "...", "done": i, "total": n, "eta": seconds|null}
-                      stages: load, decode, embed, style, render (done = frames written so far)
-    {"event": "styles", "id": 2, "path": ".../styles.npz"}              styles are computed
-    {"event": "done", "id": 2, "result": {...}}
-    {"event": "cancelled", "id": 2}
-    {"event": "error", "id": 2, "kind": "user"|"audio_unreadable"|"internal", "message": "..."}
-    {"event": "bye", "reason": "shutdown"|"idle"|"stdin closed"}
-
-One job runs at a time (a second job request while one runs is answered with an error). The
-generator stays loaded between jobs; after ``--idle-timeout`` seconds without a request and
-without a job the worker exits, which frees its (GPU) memory. It also exits when stdin closes,
-so it never outlives Blender.
+Only the standard library is imported before "ready" (the worker must answer fast); handlers
+import the engine lazily.
 """
 
 import argparse
@@ -43,15 +23,10 @@ import threading
 import time
 import traceback
 
-from . import __version__, label_worker
+from . import __version__, label_worker, protocol
 from .allocator import keep_freed_memory, release_freed_memory
 from .errors import TraeumerError
-
-PROTOCOL = 1
-
-
-class Cancelled(Exception):
-    """Raised inside a job when Blender asked to cancel it."""
+from .progress import Cancelled, Progress
 
 
 class Channel:
@@ -61,9 +36,8 @@ class Channel:
         self._stream = stream
         self._lock = threading.Lock()
 
-    def send(self, event: str, **fields) -> None:
-        fields["event"] = event
-        line = json.dumps(fields, default=_json_default)
+    def send(self, name: str, **fields) -> None:
+        line = json.dumps(protocol.event(name, **fields), default=_json_default)
         with self._lock:
             try:
                 self._stream.write(line + "\n")
@@ -82,11 +56,23 @@ def _json_default(value):
 
 
 class Job:
-    def __init__(self, request_id, cmd, request):
+    """One job request being run: what its handler gets besides the params."""
+
+    def __init__(self, channel: Channel, request_id, cmd: str, params: dict):
+        self.channel = channel
         self.id = request_id
         self.cmd = cmd
-        self.request = request
+        self.params = params
         self.cancel = threading.Event()
+
+    def progress(self, event: Progress) -> None:
+        """The engine's progress callback: each Progress becomes a progress event."""
+        self.channel.send(protocol.PROGRESS, id=self.id, stage=str(event.stage), done=int(event.done),
+                          total=int(event.total),
+                          eta=None if event.eta_seconds is None else float(event.eta_seconds))
+
+    def styles_ready(self, path) -> None:
+        self.channel.send(protocol.STYLES, id=self.id, path=os.fspath(path))
 
 
 class Worker:
@@ -97,13 +83,12 @@ class Worker:
         self.current = None
         self.last_activity = time.monotonic()
         self.lock = threading.Lock()
-        self.generators = {}   # (model, device, precision) -> generator, kept between jobs
 
     # --- the request loop (main thread) -------------------------------------------------------
 
     def serve(self, stream) -> None:
-        self.channel.send("ready", pid=os.getpid(), protocol=PROTOCOL, version=__version__,
-                          python=sys.executable)
+        self.channel.send(protocol.READY, pid=os.getpid(), protocol=protocol.PROTOCOL_VERSION,
+                          version=__version__, python=sys.executable)
         threading.Thread(target=self._job_loop, name="traeumer-job", daemon=True).start()
         threading.Thread(target=self._idle_watch, name="traeumer-idle", daemon=True).start()
         for line in stream:
@@ -112,27 +97,24 @@ class Worker:
                 continue
             self.last_activity = time.monotonic()
             try:
-                request = json.loads(line)
-                if not isinstance(request, dict):
-                    raise ValueError("a request must be a JSON object")
-            except ValueError as error:
-                self.channel.send("error", id=None, kind="internal", message=f"bad request: {error}")
+                request_id, cmd, params = protocol.parse_request(line)
+            except protocol.ProtocolError as error:
+                self.channel.send(protocol.ERROR, id=error.request_id, kind=protocol.ERROR_INTERNAL,
+                                  message=f"bad request: {error}")
                 continue
-            if self._handle(request) == "exit":
+            if self._handle(request_id, cmd, params) == "exit":
                 return
         self._exit("stdin closed")
 
-    def _handle(self, request):
-        request_id = request.get("id")
-        cmd = request.get("cmd")
-        if cmd == "ping":
-            self.channel.send("pong", id=request_id, busy=self.current is not None)
-        elif cmd == "cancel":
+    def _handle(self, request_id, cmd, params):
+        if cmd == protocol.PING:
+            self.channel.send(protocol.PONG, id=request_id, busy=self.current is not None)
+        elif cmd == protocol.CANCEL:
             with self.lock:
                 job = self.current
             if job is not None:
                 job.cancel.set()
-        elif cmd == "shutdown":
+        elif cmd == protocol.SHUTDOWN:
             with self.lock:
                 job = self.current
             if job is not None:
@@ -142,23 +124,19 @@ class Worker:
                     time.sleep(0.05)
             self._exit("shutdown")
             return "exit"
-        elif cmd in ("generate", "update") or cmd in label_worker.COMMANDS:
+        else:  # a job request (parse_request knows only the protocol's requests)
             with self.lock:
-                busy = self.current is not None or not self.jobs.empty()
+                busy = self.current is not None
+                if not busy:
+                    self.current = Job(self.channel, request_id, cmd, params)
+                    self.jobs.put(self.current)
             if busy:
-                self.channel.send("error", id=request_id, kind="user",
+                self.channel.send(protocol.ERROR, id=request_id, kind=protocol.ERROR_USER,
                                   message="the worker is busy with another job; cancel it first")
-            else:
-                with self.lock:
-                    job = Job(request_id, cmd, request)
-                    self.current = job
-                self.jobs.put(job)
-        else:
-            self.channel.send("error", id=request_id, kind="internal", message=f"unknown command {cmd!r}")
         return None
 
     def _exit(self, reason: str) -> None:
-        self.channel.send("bye", reason=reason)
+        self.channel.send(protocol.BYE, reason=reason)
         sys.stderr.flush()
         os._exit(0)
 
@@ -175,77 +153,40 @@ class Worker:
     def _job_loop(self) -> None:
         while True:
             job = self.jobs.get()
-            with self.lock:
-                self.current = job
-            event, fields = self._run_job(job)
+            name, fields = run_job(job)
             # the worker is free before Blender hears the outcome, so a follow-up job is accepted
             with self.lock:
                 self.current = None
             self.last_activity = time.monotonic()
-            self.channel.send(event, id=job.id, **fields)
+            self.channel.send(name, id=job.id, **fields)
             release_freed_memory()                             # an idle worker keeps its models only
 
-    def _run_job(self, job):
-        """(event, fields) of a job's outcome."""
-        try:
-            if job.cancel.is_set():
-                raise Cancelled()
-            if job.cmd in label_worker.COMMANDS:  # labelling requests: label_worker.py
-                progress, _styles_ready, cancel = self._reporters(job)
-                return "done", {"result": label_worker.run(job.cmd, job.request, progress, cancel)}
-            if job.cmd == "generate":
-                return "done", {"result": self._generate(job)}
-            return "done", {"result": self._update(job)}
-        except Cancelled:
-            return "cancelled", {}
-        except AudioUnreadable as error:
-            return "error", {"kind": "audio_unreadable", "message": str(error)}
-        except TraeumerError as error:
-            return "error", {"kind": "user", "message": str(error)}
-        except MemoryError:
-            return "error", {"kind": "user", "message": "out of memory: try a smaller size or the CPU"}
-        except ImportError as error:
-            missing = getattr(error, "name", None) or str(error)
-            return "error", {"kind": "user", "message": (
-                f"the worker's Python ({sys.executable}) cannot import {missing}: install the extension "
-                f"zip made for your platform (it bundles torch), or set Preferences > Worker Python to a "
-                f"Python that has it")}
-        except Exception as error:  # a bug (report it, keep serving), or the pipeline's Cancelled
-            if _is_pipeline_cancel(error):
-                return "cancelled", {}
-            traceback.print_exc()
-            return "error", {"kind": "internal", "message": f"internal error: {type(error).__name__}: {error}"}
 
-    def _reporters(self, job):
-        """Callbacks handed to the engine: progress events and the cancel flag."""
-
-        def progress(stage, done=0, total=0, eta=None):
-            self.channel.send("progress", id=job.id, stage=str(stage), done=int(done), total=int(total),
-                              eta=None if eta is None else float(eta))
-
-        def styles_ready(path):
-            self.channel.send("styles", id=job.id, path=os.fspath(path))
-
-        return progress, styles_ready, job.cancel
-
-    def _generate(self, job):
-        params = job.request.get("params") or {}
-        progress, styles_ready, cancel = self._reporters(job)
-        check_audio(params.get("audio") or "")
-        return run_generate(params, progress=progress, styles_ready=styles_ready, cancel=cancel)
-
-    def _update(self, job):
-        from . import style_edit
-        progress, _styles_ready, cancel = self._reporters(job)
-        return style_edit.update_frames(job.request["styles"], job.request["edits"], progress=progress,
-                                        cancel=cancel, device=job.request.get("device") or "auto")
-
-
-def _is_pipeline_cancel(error) -> bool:
-    """The pipeline's own Cancelled (imported lazily: "ready" must not wait for numpy/scipy)."""
-    from .pipeline import Cancelled as PipelineCancelled
-
-    return isinstance(error, PipelineCancelled)
+def run_job(job: Job):
+    """(event name, fields) of a job's outcome."""
+    try:
+        if job.cancel.is_set():
+            raise Cancelled()
+        return protocol.DONE, {"result": JOB_HANDLERS[job.cmd](job.params, job)}
+    except Cancelled:
+        return protocol.CANCELLED, {}
+    except AudioUnreadable as error:
+        return protocol.ERROR, {"kind": protocol.ERROR_AUDIO_UNREADABLE, "message": str(error)}
+    except TraeumerError as error:
+        return protocol.ERROR, {"kind": protocol.ERROR_USER, "message": str(error)}
+    except MemoryError:
+        return protocol.ERROR, {"kind": protocol.ERROR_USER,
+                                "message": "out of memory: try a smaller resolution or the CPU"}
+    except ImportError as error:
+        missing = getattr(error, "name", None) or str(error)
+        return protocol.ERROR, {"kind": protocol.ERROR_USER, "message": (
+            f"the worker's Python ({sys.executable}) cannot import {missing}: install the extension "
+            f"zip made for your platform (it bundles torch), or set Preferences > Worker Python to a "
+            f"Python that has it")}
+    except Exception as error:  # a bug: report it, keep serving
+        traceback.print_exc()
+        return protocol.ERROR, {"kind": protocol.ERROR_INTERNAL,
+                                "message": f"internal error: {type(error).__name__}: {error}"}
 
 
 class AudioUnreadable(TraeumerError):
@@ -271,48 +212,38 @@ def check_audio(path: str) -> None:
 
 
 def generate_settings(params: dict):
-    """The pipeline's GenerateSettings from a generate request's ``params``.
+    """The pipeline's GenerateSettings from a generate request's checked params (same names)."""
+    from .pipeline import GenerateSettings
 
-    params: audio, out_dir, fps ("num/den"), start, duration (s), model ("default" or a file),
-    mapper (file or ""), size (0: the model's own), smoothing [3], truncation, seed, device.
-    """
-    from . import pipeline
-
-    size = int(params.get("size") or 0)
-    return pipeline.GenerateSettings(
-        audio=params["audio"], out_dir=params["out_dir"],
-        model=params.get("model") or "default", mapper=params.get("mapper") or None,
-        fps=params.get("fps", "30"), start=float(params.get("start", 0.0)),
-        duration=None if params.get("duration") is None else float(params["duration"]),
-        seed=int(params.get("seed", 0)), truncation=float(params.get("truncation", 1.0)),
-        smoothing=tuple(float(v) for v in params.get("smoothing", (3.0, 2.0, 0.3))),
-        resolution=size or None, device=params.get("device") or "auto",
-    )
+    settings = dict(params)
+    settings["mapper"] = params["mapper"] or None        # "": the zero-label mapping
+    settings["resolution"] = params["resolution"] or None  # 0 / None: the model's own
+    settings["smoothing"] = tuple(params["smoothing"])
+    return GenerateSettings(**settings)
 
 
-def run_generate(params: dict, progress, styles_ready, cancel) -> dict:
-    """Run the pipeline for one generate request; returns the "done" event's result."""
+def handle_generate(params: dict, job: Job) -> dict:
+    """Music -> frames (pipeline.run_generate); styles are announced as soon as they exist."""
     from . import pipeline, style_edit
+    from .output_folder import STYLES_NAME
 
+    check_audio(params["audio"])
     settings = generate_settings(params)
     # frames re-rendered from edited curves no longer match styles.npz: render them again
     style_edit.forget_edits(settings.out_dir)
-    styles_path = os.path.join(os.fspath(settings.out_dir), pipeline.STYLES_NAME)
+    styles_path = os.path.join(os.fspath(settings.out_dir), STYLES_NAME)
     announced = []
 
     def on_progress(event):
         # styles.npz is saved just before the render stage starts
         if event.stage == "render" and not announced:
             announced.append(True)
-            styles_ready(styles_path)
-        progress(event.stage, event.done, event.total, event.eta_seconds)
+            job.styles_ready(styles_path)
+        job.progress(event)
 
-    try:
-        result = pipeline.run_generate(settings, progress=on_progress, cancel=cancel)
-    except pipeline.Cancelled:
-        raise Cancelled() from None
+    result = pipeline.run_generate(settings, progress=on_progress, cancel=job.cancel)
     if not announced:
-        styles_ready(result.styles_path)
+        job.styles_ready(result.styles_path)
     return {
         "out_dir": result.out_dir, "styles_path": result.styles_path, "frame_count": result.frame_count,
         "frames_rendered": result.frames_rendered, "frames_reused": result.frames_reused,
@@ -320,6 +251,25 @@ def run_generate(params: dict, progress, styles_ready, cancel) -> dict:
         "duration": result.duration, "resolution": result.resolution,
         "styles_reused": result.styles_reused, "seconds": result.seconds,
     }
+
+
+def handle_update(params: dict, job: Job) -> dict:
+    """Re-render the frames whose style curves were edited (style_edit.update_frames)."""
+    from . import style_edit
+
+    return style_edit.update_frames(params["styles_path"], params["edits_path"], progress=job.progress,
+                                    cancel=job.cancel, device=params["device"])
+
+
+JOB_HANDLERS = {
+    protocol.GENERATE: handle_generate,
+    protocol.UPDATE: handle_update,
+    protocol.LABEL_CANDIDATES: label_worker.handle_candidates,
+    protocol.LABEL_ADD: label_worker.handle_add,
+    protocol.LABEL_SUGGEST: label_worker.handle_suggest,
+    protocol.LABEL_TRAIN: label_worker.handle_train,
+}
+assert set(JOB_HANDLERS) == set(protocol.JOB_REQUESTS)
 
 
 def main(argv=None) -> int:

@@ -1,0 +1,147 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Rendering frames: ws in, PNG files out, in batches, each file written atomically.
+
+On the CPU every generator call has the same number of rows (padded), so a resumed or
+re-rendered frame is byte-identical; on a GPU frames are batched for speed and a frame rendered
+in another batch may differ in the last bit of a few pixels.
+"""
+
+import os
+
+import numpy as np
+
+from . import png
+from .errors import TraeumerError
+from .model_cache import get_generator
+from .output_folder import ensure_writable_folder, frame_path
+from .progress import Reporter
+from .styles_file import load_styles
+
+
+def default_batch(generator) -> int:
+    """Frames per step (between progress events and cancel checks; one generator call on GPU)."""
+    return 8 if str(getattr(generator, "device", "cpu")).startswith("cuda") else 4
+
+
+def _to_uint8_images(images) -> np.ndarray:
+    """[N,3,H,W] in [-1,1] (torch) -> [N,H,W,3] uint8."""
+    import torch
+
+    with torch.no_grad():
+        scaled = ((images.float() + 1.0) * 127.5).round_().clamp_(0, 255).to(torch.uint8)
+        return scaled.permute(0, 2, 3, 1).contiguous().cpu().numpy()
+
+
+def render_batches(generator, layer_ws_for, indices, out_dir, resolution, batch, compression,
+                    report, stage="render"):
+    """Render frames ``indices`` in batches, writing each PNG atomically. Returns paths."""
+    import torch
+
+    written = []
+    total = len(indices)
+    report(stage, 0, total)
+    for first in range(0, total, batch):
+        report.check()
+        chunk = indices[first:first + batch]
+        ws = torch.from_numpy(np.ascontiguousarray(layer_ws_for(chunk), dtype=np.float32))
+        with torch.no_grad():
+            if _fixed_rows(generator):
+                images = torch.cat([_synthesize_rows(generator, ws[k:k + CPU_SYNTHESIS_ROWS], resolution)
+                                    for k in range(0, len(chunk), CPU_SYNTHESIS_ROWS)])
+            else:
+                images = generator.synthesis(ws.to(generator.device), resolution=resolution)
+        pixels = _to_uint8_images(images)
+        for index, image in zip(chunk, pixels):
+            path = frame_path(out_dir, index)
+            png.write_png(path, image, compression)
+            written.append(path)
+        report(stage, min(first + batch, total), total)
+    return written
+
+
+# On the CPU every synthesis call gets exactly this many rows (the last group padded with
+# copies): a row's pixels depend on the batch size but not on the other rows, so a frame comes
+# out bit for bit the same whichever frames share its call (resumed runs, Update frames), while
+# the generator still runs its rows in parallel (4 rows: ~4x faster per frame than 1 here).
+CPU_SYNTHESIS_ROWS = 4
+
+
+def _fixed_rows(generator) -> bool:
+    """Fixed-size calls on the CPU; GPU batches trade bit-exact resumes for speed."""
+    return not str(getattr(generator, "device", "cpu")).startswith("cuda")
+
+
+def _synthesize_rows(generator, ws, resolution):
+    """Synthesize ``ws`` ([n ≤ CPU_SYNTHESIS_ROWS, L, D]) in one call of exactly that many rows."""
+    import torch
+
+    count = ws.shape[0]
+    if count < CPU_SYNTHESIS_ROWS:
+        ws = torch.cat([ws, ws[-1:].expand(CPU_SYNTHESIS_ROWS - count, *ws.shape[1:])])
+    return generator.synthesis(ws, resolution=resolution)[:count]
+
+
+def frame_is_valid(out_dir, index, resolution) -> bool:
+    return png.is_complete_png(frame_path(out_dir, index), resolution, resolution)
+
+
+def render_frames(styles_path, frame_indices=None, ws_override=None, out_dir=None, model=None,
+                  device="auto", precision="auto", batch=None, progress=None, cancel=None,
+                  only_missing=False, png_compression=None) -> list:
+    """Render frames of a styles.npz again; returns the written paths.
+
+    frame_indices: 0-based frame indices (None: all). ws_override: optional array aligned with
+    frame_indices, either group ws [k, 3, w_dim] or per-layer ws [k, n_latent, w_dim]; it is used
+    for these frames instead of the stored styles (styles.npz is not changed; use update_styles
+    to store edits). model: the generator file when it was moved (its source_id must match).
+    only_missing: skip frames whose file is already a complete PNG.
+    """
+    report = Reporter(progress, cancel)
+    styles = load_styles(styles_path)
+    out_dir = os.fspath(out_dir) if out_dir is not None else os.path.dirname(os.path.abspath(styles_path))
+    ensure_writable_folder(out_dir)
+    n_frames = styles.frame_count
+    indices = np.arange(n_frames) if frame_indices is None else np.asarray(frame_indices, dtype=np.int64).reshape(-1)
+    if indices.size and (indices.min() < 0 or indices.max() >= n_frames):
+        raise TraeumerError(f"frame index out of range 0..{n_frames - 1}")
+    override = None
+    if ws_override is not None:
+        override = np.asarray(ws_override, dtype=np.float32)
+        if override.ndim != 3 or override.shape[0] != len(indices):
+            raise TraeumerError("ws_override must have one row per frame index")
+        if override.shape[1] not in (styles.group_ws.shape[1], len(styles.layer_group)):
+            raise TraeumerError(f"ws_override must be [k, 3, w_dim] or [k, {len(styles.layer_group)}, w_dim]")
+        if override.shape[1] == styles.group_ws.shape[1] != len(styles.layer_group):
+            override = override[:, styles.layer_group]
+    settings = styles.settings
+    source = model if model is not None else styles.generator_source
+    report("load", 0, 1)
+    generator = get_generator(source, device=device,
+                              precision=precision if precision else settings.get("precision", "auto"),
+                              label=settings.get("label"))
+    report("load", 1, 1)
+    if generator.source_id != styles.generator_source_id:
+        raise TraeumerError(
+            f"styles were made with generator {styles.generator_source_id}, but {source} is "
+            f"{generator.source_id}")
+    if only_missing:
+        keep = [not frame_is_valid(out_dir, i, styles.resolution) for i in indices]
+        indices = indices[np.asarray(keep, dtype=bool)] if len(indices) else indices
+        if override is not None:
+            override = override[np.asarray(keep, dtype=bool)]
+    position = {int(i): k for k, i in enumerate(indices)}
+
+    def layer_ws_for(chunk):
+        if override is not None:
+            return override[[position[int(i)] for i in chunk]]
+        return styles.layer_ws(chunk)
+
+    compression = png_compression if png_compression is not None else settings.get("png_compression", 6)
+    return render_batches(generator, layer_ws_for, list(int(i) for i in indices), out_dir,
+                           render_resolution(generator, styles.resolution), batch or default_batch(generator),
+                           compression, report)
+
+
+def render_resolution(generator, resolution):
+    """The resolution argument for G.synthesis: None for the generator's own size."""
+    return None if resolution in (None, generator.resolution) else int(resolution)
