@@ -356,7 +356,6 @@ class UpdateJob(Job):
         changed = style_edit.changed_frames(values, curves["applied"])
         job = cls(scene, track.name)
         job.folder = folder
-        job.changed_count = len(changed)
         if len(changed) == 0:
             job.state = "DONE"
             job.message = f"'{track.name}': no style curve changed, nothing to render"

@@ -76,8 +76,8 @@ class TRAEUMER_PG_label_settings(bpy.types.PropertyGroup):
     candidates_ws: StringProperty(name="Candidate ws", subtype="FILE_PATH")
     active_candidate: IntProperty(name="Chosen Candidate", default=0, min=0)
     candidate_count: IntProperty(name="Candidates", description="Images per batch", default=6, min=1, max=16)
-    preview_size: EnumProperty(
-        name="Preview Size", description="Size the candidates are rendered at",
+    preview_resolution: EnumProperty(
+        name="Preview Resolution", description="Resolution the candidates are rendered at",
         items=[("32", "32 px", ""), ("64", "64 px", ""), ("128", "128 px", ""), ("256", "256 px", "")],
         default="64",
     )
@@ -122,13 +122,14 @@ classes = (TRAEUMER_PG_label_candidate, TRAEUMER_PG_label_pair, TRAEUMER_PG_labe
            TRAEUMER_PG_label_settings)
 
 
+_register_classes, _unregister_classes = bpy.utils.register_classes_factory(classes)
+
+
 def register():
-    for cls in classes:
-        bpy.utils.register_class(cls)
+    _register_classes()
     bpy.types.Scene.traeumer_label = PointerProperty(type=TRAEUMER_PG_label_settings)
 
 
 def unregister():
     del bpy.types.Scene.traeumer_label
-    for cls in reversed(classes):
-        bpy.utils.unregister_class(cls)
+    _unregister_classes()

@@ -4,6 +4,7 @@
 import bpy
 from bpy.props import FloatProperty, StringProperty
 
+from ..traeumer_blender.protocol import DEFAULT_IDLE_TIMEOUT_SECONDS
 from .extension import EXTENSION_PACKAGE
 
 
@@ -21,7 +22,7 @@ class TRAEUMER_AP_preferences(bpy.types.AddonPreferences):
     idle_timeout: FloatProperty(
         name="Idle Timeout",
         description="Stop the worker (and free its memory) after this many seconds without work",
-        default=600.0, min=0.0, max=86400.0, unit="TIME_ABSOLUTE",
+        default=DEFAULT_IDLE_TIMEOUT_SECONDS, min=0.0, max=86400.0, unit="TIME_ABSOLUTE",
     )
 
     def draw(self, context):
@@ -43,18 +44,11 @@ def worker_settings(context=None):
     """(python path or "", idle timeout seconds) with defaults when there are no preferences."""
     prefs = get_preferences(context)
     if prefs is None:
-        return "", 600.0
+        return "", DEFAULT_IDLE_TIMEOUT_SECONDS
     return bpy.path.abspath(prefs.worker_python) if prefs.worker_python else "", float(prefs.idle_timeout)
 
 
 classes = (TRAEUMER_AP_preferences,)
 
 
-def register():
-    for cls in classes:
-        bpy.utils.register_class(cls)
-
-
-def unregister():
-    for cls in reversed(classes):
-        bpy.utils.unregister_class(cls)
+register, unregister = bpy.utils.register_classes_factory(classes)

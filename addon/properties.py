@@ -122,13 +122,14 @@ class TRAEUMER_PG_settings(bpy.types.PropertyGroup):
 classes = (TRAEUMER_PG_track, TRAEUMER_PG_settings)
 
 
+_register_classes, _unregister_classes = bpy.utils.register_classes_factory(classes)
+
+
 def register():
-    for cls in classes:
-        bpy.utils.register_class(cls)
+    _register_classes()
     bpy.types.Scene.traeumer = PointerProperty(type=TRAEUMER_PG_settings)
 
 
 def unregister():
     del bpy.types.Scene.traeumer
-    for cls in reversed(classes):
-        bpy.utils.unregister_class(cls)
+    _unregister_classes()

@@ -42,7 +42,7 @@ def user_cache_dir() -> str:
     return user_folder("cache")
 
 
-def worker_launch_command(python: str = "", idle_timeout: float = 600.0):
+def worker_launch_command(python: str = "", idle_timeout: float = protocol.DEFAULT_IDLE_TIMEOUT_SECONDS):
     """How the worker is started: ``(argv, env)``.
 
     - Python: the preference, else ``sys.executable`` (Blender's own Python in Blender; the
@@ -81,7 +81,7 @@ class WorkerDied(RuntimeError):
 class WorkerClient:
     """One running worker process and the queue of its events."""
 
-    def __init__(self, python: str = "", idle_timeout: float = 600.0):
+    def __init__(self, python: str = "", idle_timeout: float = protocol.DEFAULT_IDLE_TIMEOUT_SECONDS):
         argv, env = worker_launch_command(python, idle_timeout)
         self.argv = argv
         self.events = queue.Queue()
@@ -206,7 +206,7 @@ def current_client():
     return _client if _client is not None and _client.alive else None
 
 
-def ensure_client(python: str = "", idle_timeout: float = 600.0, timeout: float = 120.0) -> WorkerClient:
+def ensure_client(python: str = "", idle_timeout: float = protocol.DEFAULT_IDLE_TIMEOUT_SECONDS, timeout: float = 120.0) -> WorkerClient:
     """The running worker, or a new one once it said "ready".
 
     A worker started with another Python is replaced. The handshake wait blocks, but a worker

@@ -238,7 +238,7 @@ class TRAEUMER_OT_label_candidates(_LabelJobOperator, bpy.types.Operator):
         folder = os.path.join(bpy.app.tempdir or os.path.dirname(bpy.data.filepath) or ".", "traeumer_candidates")
         return LabelJob.start(context, protocol.LABEL_CANDIDATES, labelling.show_candidates,
                               model=model, device=device, seed=int(seed), count=settings.candidate_count,
-                              resolution=int(settings.preview_size), out_dir=folder, base_w=base_w,
+                              resolution=int(settings.preview_resolution), out_dir=folder, base_w=base_w,
                               strength=float(settings.variation))
 
 

@@ -79,7 +79,7 @@ class TRAEUMER_PT_label(bpy.types.Panel):
         box.label(text="2. Pick the image that fits", icon="IMAGE_DATA")
         row = box.row(align=True)
         row.prop(settings, "candidate_count", text="")
-        row.prop(settings, "preview_size", text="")
+        row.prop(settings, "preview_resolution", text="")
         row.prop(settings, "variation", text="Var.")
         row = box.row()
         row.enabled = not busy

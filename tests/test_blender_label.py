@@ -38,7 +38,7 @@ settings = scene.traeumer_label
 settings.location = "USER"
 emit(user_set_file=label_properties.set_path(scene))
 settings.location = "BLEND"
-settings.preview_size = "32"
+settings.preview_resolution = "32"
 settings.candidate_count = 4
 
 # a sound strip showing 20-30 s of the music; the playhead in its middle

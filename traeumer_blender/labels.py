@@ -332,19 +332,20 @@ def candidate_ws(generator, count, seed, base_w=None, strength=0.35):
     return ws.astype(np.float32), origins
 
 
-def preview_size(generator, size) -> int:
-    """The largest preview resolution of the generator that is at most ``size``."""
-    sizes = sorted(int(r) for r in generator.preview_resolutions)
-    fitting = [r for r in sizes if r <= int(size)]
-    return fitting[-1] if fitting else sizes[0]
+def preview_resolution(generator, resolution) -> int:
+    """The largest preview resolution of the generator that is at most ``resolution``."""
+    available = sorted(int(r) for r in generator.preview_resolutions)
+    fitting = [r for r in available if r <= int(resolution)]
+    return fitting[-1] if fitting else available[0]
 
 
-def render_thumbnails(generator, ws, size=THUMBNAIL_SIZE) -> np.ndarray:
-    """uint8 [N, s, s, 3] previews of ws [N, w_dim] (s: a preview size of the generator <= size)."""
+def render_thumbnails(generator, ws, resolution=THUMBNAIL_SIZE) -> np.ndarray:
+    """uint8 [N, r, r, 3] previews of ws [N, w_dim] (r: a preview resolution of the generator
+    at most ``resolution``)."""
     import torch
 
     ws = np.asarray(ws, dtype=np.float32)
-    resolution = preview_size(generator, size)
+    resolution = preview_resolution(generator, resolution)
     images = []
     for first in range(0, len(ws), 4):
         with torch.no_grad():

@@ -37,6 +37,8 @@ import math
 from .errors import TraeumerError
 
 PROTOCOL_VERSION = 2
+# a worker with nothing to do exits after this long (Blender's Idle Timeout preference)
+DEFAULT_IDLE_TIMEOUT_SECONDS = 600.0
 
 # requests
 PING = "ping"

@@ -275,7 +275,7 @@ assert set(JOB_HANDLERS) == set(protocol.JOB_REQUESTS)
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m traeumer_blender worker",
                                      description="Background worker of the Blender extension (JSON lines).")
-    parser.add_argument("--idle-timeout", type=float, default=600.0,
+    parser.add_argument("--idle-timeout", type=float, default=protocol.DEFAULT_IDLE_TIMEOUT_SECONDS,
                         help="exit after this many idle seconds (0: never)")
     args = parser.parse_args(argv)
     keep_freed_memory()
