@@ -84,6 +84,13 @@ def test_bad_requests_are_refused_with_the_field_named():
     assert protocol.parse_request(deep_text)[1] == "ping"
 
 
+def test_events_are_strict_json():
+    line = protocol.encode_event(protocol.event(protocol.DONE, id=1, result={"l1": float("nan"),
+                                                                             "values": [1.0, float("inf")]}))
+    assert "NaN" not in line and "Infinity" not in line
+    assert json.loads(line) == {"id": 1, "result": {"l1": None, "values": [1.0, None]}, "event": "done"}
+
+
 def test_request_fields_have_the_engines_own_names():
     """A field has one name in every layer: the generate fields are GenerateSettings' fields,
     update's are update_frames' arguments, and nothing says "size" for a resolution."""
@@ -120,7 +127,7 @@ def test_worker_answers_every_line_and_keeps_serving():
     kinds = [(e["event"], e.get("id")) for e in events]
     assert kinds[0] == ("ready", None)
     errors = [e for e in events if e["event"] == protocol.ERROR]
-    assert len(errors) == 4 and all(e["kind"] == protocol.ERROR_INTERNAL for e in errors)
+    assert len(errors) == 4 and all(e["kind"] == protocol.ERROR_USER for e in errors)
     assert errors[3]["id"] == 5 and "missing field" in errors[3]["message"]
     assert ("pong", 6) in kinds and kinds[-1] == ("bye", None)
     assert process.returncode == 0

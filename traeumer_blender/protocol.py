@@ -77,7 +77,8 @@ _REQUIRED = object()
 
 
 class ProtocolError(TraeumerError):
-    """A request that does not follow the protocol (a bug on the sending side)."""
+    """A request that does not follow the protocol; the worker answers it with an error event of
+    kind "user" and this message, and keeps serving."""
 
     def __init__(self, message: str, request_id=None):
         super().__init__(message)
@@ -252,6 +253,25 @@ def parse_request(line: str):
 
 
 def event(name: str, **fields) -> dict:
-    """An event object (the worker serialises it as one line)."""
+    """An event object (the worker serialises it with ``encode_event``)."""
     fields["event"] = name
     return fields
+
+
+def _strict(value):
+    """``value`` with every non-finite float as null (strict JSON has no NaN or Infinity)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _strict(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict(item) for item in value]
+    return value
+
+
+def encode_event(fields: dict, default=None) -> str:
+    """One event as one line of strict JSON (``default`` turns other objects into JSON)."""
+    try:
+        return json.dumps(fields, default=default, allow_nan=False)
+    except ValueError:   # a NaN or infinity somewhere: send null instead
+        return json.dumps(_strict(json.loads(json.dumps(fields, default=default))), allow_nan=False)

@@ -37,7 +37,7 @@ class Channel:
         self._lock = threading.Lock()
 
     def send(self, name: str, **fields) -> None:
-        line = json.dumps(protocol.event(name, **fields), default=_json_default)
+        line = protocol.encode_event(protocol.event(name, **fields), default=_json_default)
         with self._lock:
             try:
                 self._stream.write(line + "\n")
@@ -99,7 +99,7 @@ class Worker:
             try:
                 request_id, cmd, params = protocol.parse_request(line)
             except protocol.ProtocolError as error:
-                self.channel.send(protocol.ERROR, id=error.request_id, kind=protocol.ERROR_INTERNAL,
+                self.channel.send(protocol.ERROR, id=error.request_id, kind=protocol.ERROR_USER,
                                   message=f"bad request: {error}")
                 continue
             if self._handle(request_id, cmd, params) == "exit":
