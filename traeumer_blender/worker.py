@@ -15,7 +15,6 @@ import the engine lazily.
 """
 
 import argparse
-import json
 import os
 import queue
 import sys
