@@ -6,6 +6,7 @@ re-rendered frame is byte-identical; on a GPU frames are batched for speed and a
 in another batch may differ in the last bit of a few pixels.
 """
 
+import hashlib
 import os
 
 import numpy as np
@@ -13,7 +14,7 @@ import numpy as np
 from . import png
 from .errors import TraeumerError
 from .model_cache import get_generator
-from .output_folder import ensure_writable_folder, frame_path
+from .output_folder import FolderLock, ensure_writable_folder, frame_path
 from .progress import Reporter
 from .styles_file import load_styles
 
@@ -32,9 +33,21 @@ def _to_uint8_images(images) -> np.ndarray:
         return scaled.permute(0, 2, 3, 1).contiguous().cpu().numpy()
 
 
+def frames_tag(styles_fingerprint: str, resolution: int, precision: str, compression: int) -> str:
+    """What a frame's pixels depend on besides its index: written into every frame (``png``), so
+    a resumed job keeps only frames made with its own settings."""
+    text = f"{styles_fingerprint}|{int(resolution)}|{precision}|{int(compression)}"
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+# the tag of a frame rendered from edited style curves (Update Frames) ends with this
+EDITED_SUFFIX = "+edited"
+
+
 def render_batches(generator, layer_ws_for, indices, out_dir, resolution, batch, compression,
-                    report, stage="render"):
-    """Render frames ``indices`` in batches, writing each PNG atomically. Returns paths."""
+                   report, tag: str, stage="render"):
+    """Render frames ``indices`` in batches, writing each PNG atomically with ``tag``. Returns
+    paths. Styles that are not finite numbers are refused before anything is written."""
     import torch
 
     written = []
@@ -43,7 +56,12 @@ def render_batches(generator, layer_ws_for, indices, out_dir, resolution, batch,
     for first in range(0, total, batch):
         report.check()
         chunk = indices[first:first + batch]
-        ws = torch.from_numpy(np.ascontiguousarray(layer_ws_for(chunk), dtype=np.float32))
+        ws = np.ascontiguousarray(layer_ws_for(chunk), dtype=np.float32)
+        if not np.all(np.isfinite(ws)):
+            bad = next(i for i, row in zip(chunk, ws) if not np.all(np.isfinite(row)))
+            raise TraeumerError(f"the style of frame {int(bad) + 1} is not a finite number (NaN or infinity): "
+                                f"nothing was rendered for it")
+        ws = torch.from_numpy(ws)
         with torch.no_grad():
             if _fixed_rows(generator):
                 images = torch.cat([_synthesize_rows(generator, ws[k:k + CPU_SYNTHESIS_ROWS], resolution)
@@ -53,7 +71,7 @@ def render_batches(generator, layer_ws_for, indices, out_dir, resolution, batch,
         pixels = _to_uint8_images(images)
         for index, image in zip(chunk, pixels):
             path = frame_path(out_dir, index)
-            png.write_png(path, image, compression)
+            png.write_png(path, image, compression, tag)
             written.append(path)
         report(stage, min(first + batch, total), total)
     return written
@@ -81,25 +99,39 @@ def _synthesize_rows(generator, ws, resolution):
     return generator.synthesis(ws, resolution=resolution)[:count]
 
 
-def frame_is_valid(out_dir, index, resolution) -> bool:
-    return png.is_complete_png(frame_path(out_dir, index), resolution, resolution)
+def frame_is_kept(out_dir, index, resolution, tag: str) -> bool:
+    """A frame file that a resumed job keeps: complete, of its size, made with its settings."""
+    complete, found = png.complete_png_tag(frame_path(out_dir, index), resolution, resolution)
+    return complete and found == tag
 
 
 def render_frames(styles_path, frame_indices=None, ws_override=None, out_dir=None, model=None,
                   device="auto", precision="auto", batch=None, progress=None, cancel=None,
-                  only_missing=False, png_compression=None) -> list:
+                  only_missing=False, png_compression=None, lock=True) -> list:
     """Render frames of a styles.npz again; returns the written paths.
 
     frame_indices: 0-based frame indices (None: all). ws_override: optional array aligned with
     frame_indices, either group ws [k, 3, w_dim] or per-layer ws [k, n_latent, w_dim]; it is used
     for these frames instead of the stored styles (styles.npz is not changed; use update_styles
     to store edits). model: the generator file when it was moved (its source_id must match).
-    only_missing: skip frames whose file is already a complete PNG.
+    only_missing: skip frames whose file is already a complete PNG made with these settings.
+    lock: share the folder with other render jobs (``output_folder.FolderLock``); False when the
+    caller holds it already.
     """
-    report = Reporter(progress, cancel)
-    styles = load_styles(styles_path)
     out_dir = os.fspath(out_dir) if out_dir is not None else os.path.dirname(os.path.abspath(styles_path))
     ensure_writable_folder(out_dir)
+    if not lock:
+        return _render_frames(styles_path, frame_indices, ws_override, out_dir, model, device, precision,
+                              batch, progress, cancel, only_missing, png_compression)
+    with FolderLock(out_dir, "render", exclusive=False):
+        return _render_frames(styles_path, frame_indices, ws_override, out_dir, model, device, precision,
+                              batch, progress, cancel, only_missing, png_compression)
+
+
+def _render_frames(styles_path, frame_indices, ws_override, out_dir, model, device, precision, batch,
+                   progress, cancel, only_missing, png_compression) -> list:
+    report = Reporter(progress, cancel)
+    styles = load_styles(styles_path)
     n_frames = styles.frame_count
     indices = np.arange(n_frames) if frame_indices is None else np.asarray(frame_indices, dtype=np.int64).reshape(-1)
     if indices.size and (indices.min() < 0 or indices.max() >= n_frames):
@@ -124,8 +156,12 @@ def render_frames(styles_path, frame_indices=None, ws_override=None, out_dir=Non
         raise TraeumerError(
             f"styles were made with generator {styles.generator_source_id}, but {source} is "
             f"{generator.source_id}")
+    compression = png_compression if png_compression is not None else settings.get("png_compression", 6)
+    tag = frames_tag(styles.fingerprint, styles.resolution, str(generator.precision), compression)
+    if override is not None:
+        tag += EDITED_SUFFIX
     if only_missing:
-        keep = [not frame_is_valid(out_dir, i, styles.resolution) for i in indices]
+        keep = [not frame_is_kept(out_dir, i, styles.resolution, tag) for i in indices]
         indices = indices[np.asarray(keep, dtype=bool)] if len(indices) else indices
         if override is not None:
             override = override[np.asarray(keep, dtype=bool)]
@@ -136,10 +172,9 @@ def render_frames(styles_path, frame_indices=None, ws_override=None, out_dir=Non
             return override[[position[int(i)] for i in chunk]]
         return styles.layer_ws(chunk)
 
-    compression = png_compression if png_compression is not None else settings.get("png_compression", 6)
     return render_batches(generator, layer_ws_for, list(int(i) for i in indices), out_dir,
-                           render_resolution(generator, styles.resolution), batch or default_batch(generator),
-                           compression, report)
+                          render_resolution(generator, styles.resolution), batch or default_batch(generator),
+                          compression, report, tag)
 
 
 def render_resolution(generator, resolution):

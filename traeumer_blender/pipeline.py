@@ -27,11 +27,14 @@ import numpy as np
 
 from . import smoothing, timing
 from .errors import TraeumerError
-from .frames import default_batch, frame_is_valid, render_batches, render_resolution
+from .frames import default_batch, frame_is_kept, frames_tag, render_batches, render_resolution
 from .layer_groups import DEFAULT_SMOOTHING_SECONDS, layer_groups
 from .mapping import Mapper, zero_label_mapper
 from .model_cache import get_encoder, get_generator
-from .output_folder import STYLES_NAME, ensure_writable_folder, frame_path, remove_partial_files
+from .output_folder import (STYLES_NAME, FolderLock, ensure_writable_folder, frame_names, frame_path,
+                            remove_partial_files)
+from .png import complete_png_tag
+from .style_edit import forget_edits
 from .paths import file_digest
 from .progress import Reporter
 from .styles_file import STYLES_FORMAT, Styles, load_styles, save_styles
@@ -115,20 +118,31 @@ def _fingerprints(settings, fps, windows, start, duration, audio_digest, generat
         "encoder": encoder_id, "embedding_method": EMBEDDING_METHOD, "mapper": mapper_digest,
         "label": settings.label, "format": STYLES_FORMAT,
     }
-    frames_inputs = {"styles": styles_inputs, "resolution": resolution,
-                     "precision": str(generator.precision), "compression": int(settings.png_compression)}
-    return _digest_json(styles_inputs), _digest_json(frames_inputs)
+    styles_fp = _digest_json(styles_inputs)
+    return styles_fp, frames_tag(styles_fp, resolution, str(generator.precision), int(settings.png_compression))
 
 
 def _existing_styles(path):
-    """(styles, frames fingerprint) of an earlier run in this folder, or (None, None)."""
+    """The styles of an earlier run in this folder, or None."""
     if not os.path.isfile(path):
-        return None, None
+        return None
     try:
-        styles = load_styles(path)
+        return load_styles(path)
     except TraeumerError:
-        return None, None
-    return styles, styles.settings.get("frames_fingerprint")
+        return None
+
+
+def _refuse_foreign_frames(out_dir, previous) -> None:
+    """Frames are only ever deleted or overwritten when they are ours: accounted for by the
+    folder's styles.npz, or tagged by us (``png``). Anything else: refuse, delete nothing."""
+    accounted = previous.frame_count if previous is not None else 0
+    for number, name in sorted(frame_names(out_dir).items()):
+        if number <= accounted:
+            continue
+        if not complete_png_tag(os.path.join(out_dir, name))[1]:
+            raise TraeumerError(f"output folder {out_dir} holds {name}, which TräumerAI did not make "
+                                f"(no styles.npz of ours accounts for it): choose an empty folder; "
+                                f"nothing was deleted")
 
 
 def _encoder_id_for_fingerprint(source):
@@ -155,7 +169,15 @@ def run_generate(settings: GenerateSettings, progress=None, cancel=None) -> Gene
     out_dir = os.fspath(settings.out_dir)
     ensure_writable_folder(out_dir)
     report.check()
+    # the whole job owns the folder: a second generate (another process, another Blender) is
+    # refused instead of mixing its frames with ours
+    with FolderLock(out_dir, "generate"):
+        return _run_generate_locked(settings, report, started, fps, windows, audio_path, info, duration,
+                                    n_frames, out_dir, load_audio)
 
+
+def _run_generate_locked(settings, report, started, fps, windows, audio_path, info, duration, n_frames,
+                         out_dir, load_audio) -> GenerateResult:
     report("load", 0, 2)
     generator = get_generator(settings.model, settings.device, settings.precision, settings.label)
     report("load", 1, 2)
@@ -172,9 +194,12 @@ def run_generate(settings: GenerateSettings, progress=None, cancel=None) -> Gene
         settings, fps, windows, settings.start, duration, audio_digest, generator,
         _encoder_id_for_fingerprint(settings.encoder), mapper_digest, resolution)
     styles_path = os.path.join(out_dir, STYLES_NAME)
-    previous, previous_frames_fp = _existing_styles(styles_path)
+    previous = _existing_styles(styles_path)
+    _refuse_foreign_frames(out_dir, previous)
+    # frames rendered from edited style curves no longer match styles.npz: render them again
+    forget_edits(out_dir)
     styles_reused = previous is not None and previous.fingerprint == styles_fp
-    frames_reusable = styles_reused and previous_frames_fp == frames_fp
+    frames_reusable = styles_reused and previous.settings.get("frames_fingerprint") == frames_fp
 
     if styles_reused:
         styles = previous
@@ -188,22 +213,25 @@ def run_generate(settings: GenerateSettings, progress=None, cancel=None) -> Gene
     styles.resolution = resolution
     if not (styles_reused and frames_reusable):
         save_styles(styles_path, styles)
-    # frames of other settings are stale: remove them all, so that a resumed run stays consistent
-    remove_partial_files(out_dir, n_frames if frames_reusable else 0)
+    # frames of other styles are stale: remove them all, so that a resumed run stays consistent
+    remove_partial_files(out_dir, n_frames if styles_reused else 0)
 
     rendered = []
     reused = 0
     if not settings.styles_only:
         report.check()
-        if frames_reusable:
-            todo = [i for i in range(n_frames) if not frame_is_valid(out_dir, i, resolution)]
-        else:
-            todo = list(range(n_frames))
+        # a frame is kept only when it was made with these very settings (its tag)
+        todo = [i for i in range(n_frames) if not frame_is_kept(out_dir, i, resolution, frames_fp)]
+        for index in todo:
+            try:
+                os.unlink(frame_path(out_dir, index))
+            except FileNotFoundError:
+                pass
         reused = n_frames - len(todo)
         batch = int(settings.batch or default_batch(generator))
         rendered = render_batches(
             generator, styles.layer_ws, todo, out_dir, render_resolution(generator, resolution),
-            batch, int(settings.png_compression), report)
+            batch, int(settings.png_compression), report, frames_fp)
     return GenerateResult(
         out_dir=out_dir, styles_path=styles_path, frame_count=n_frames,
         frames_rendered=len(rendered), frames_reused=reused, fps=fps, start=float(settings.start),

@@ -3,7 +3,9 @@
 
 Rows use the "Up" filter (difference to the row above), which numpy computes in one step and
 which compresses generated images well. Files are written atomically: a temporary name in the
-same folder, flushed, then ``os.replace``, so a frame file is either complete or absent.
+same folder, flushed, then ``os.replace``, so a frame file is either complete or absent. A frame
+can carry a tag (a ``tEXt`` chunk, keyword ``TAG_KEYWORD``): what it was made from, so a resumed
+job keeps only frames of its own settings.
 """
 
 import os
@@ -13,7 +15,10 @@ import zlib
 
 import numpy as np
 
+from .errors import TraeumerError
+
 SIGNATURE = b"\x89PNG\r\n\x1a\n"
+TAG_KEYWORD = b"traeumer:frame"
 _IEND_CHUNK = struct.pack(">I", 0) + b"IEND" + struct.pack(">I", zlib.crc32(b"IEND"))
 
 
@@ -21,8 +26,8 @@ def _chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
 
-def encode_png(rgb: np.ndarray, compression: int = 6) -> bytes:
-    """PNG bytes of an [H, W, 3] uint8 image."""
+def encode_png(rgb: np.ndarray, compression: int = 6, tag: str = None) -> bytes:
+    """PNG bytes of an [H, W, 3] uint8 image (with ``tag`` in a tEXt chunk when given)."""
     rgb = np.ascontiguousarray(rgb)
     if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
         raise ValueError(f"expected an [H, W, 3] uint8 image, got {rgb.dtype} {rgb.shape}")
@@ -33,38 +38,49 @@ def encode_png(rgb: np.ndarray, compression: int = 6) -> bytes:
     filtered[0, 1:] = rows[0]
     np.subtract(rows[1:], rows[:-1], out=filtered[1:, 1:])  # uint8 arithmetic wraps mod 256
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    text = b"" if tag is None else _chunk(b"tEXt", TAG_KEYWORD + b"\0" + tag.encode("latin-1"))
     return b"".join((
         SIGNATURE,
         _chunk(b"IHDR", header),
+        text,
         _chunk(b"IDAT", zlib.compress(filtered.tobytes(), compression)),
         _IEND_CHUNK,
     ))
 
 
 def write_atomic(path, data: bytes) -> None:
-    """Write bytes to ``path`` via a temporary file in the same folder and os.replace."""
+    """Write bytes to ``path`` via a temporary file in the same folder and os.replace.
+
+    A failed write (disk full, a folder made read-only) leaves no temporary file and raises
+    TraeumerError naming the file: the user's to fix, not a bug.
+    """
     path = os.fspath(path)
     folder = os.path.dirname(path) or "."
     temp_path = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    # os.open with 0o666 lets the umask decide the mode, as for any normally created file
-    handle = os.open(temp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    try:
+        # os.open with 0o666 lets the umask decide the mode, as for any normally created file
+        handle = os.open(temp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    except OSError as error:
+        raise TraeumerError(f"cannot write {path}: {error.strerror}") from None
     try:
         with os.fdopen(handle, "wb") as stream:
             stream.write(data)
             stream.flush()
             os.fsync(stream.fileno())
         os.replace(temp_path, path)
-    except BaseException:
+    except BaseException as error:
         try:
             os.unlink(temp_path)
-        except FileNotFoundError:
+        except OSError:
             pass
+        if isinstance(error, OSError):
+            raise TraeumerError(f"cannot write {path}: {error.strerror or error}") from None
         raise
 
 
-def write_png(path, rgb: np.ndarray, compression: int = 6) -> None:
+def write_png(path, rgb: np.ndarray, compression: int = 6, tag: str = None) -> None:
     """Encode and write atomically."""
-    write_atomic(path, encode_png(rgb, compression))
+    write_atomic(path, encode_png(rgb, compression, tag))
 
 
 def _chunks(data: bytes):
@@ -95,19 +111,28 @@ def png_size(data: bytes):
     return struct.unpack_from(">II", data, 16)
 
 
-def is_complete_png(path, width: int = None, height: int = None) -> bool:
-    """Cheap integrity check: signature, size, every chunk's CRC, IEND last, nothing after it."""
+def complete_png_tag(path, width: int = None, height: int = None):
+    """(complete, tag): the cheap integrity check (signature, size, every chunk's CRC, IEND last,
+    nothing after it) and the frame's tag ("" when it has none)."""
     try:
         with open(path, "rb") as stream:
             data = stream.read()
         if not data.endswith(_IEND_CHUNK):
-            return False
+            return False, ""
         if width is not None and png_size(data) != (width, height):
-            return False
-        kinds = [kind for kind, _ in _chunks(data)]
-        return kinds[0] == b"IHDR" and kinds[-1] == b"IEND" and b"IDAT" in kinds
+            return False, ""
+        chunks = list(_chunks(data))
+        kinds = [kind for kind, _ in chunks]
+        complete = kinds[0] == b"IHDR" and kinds[-1] == b"IEND" and b"IDAT" in kinds
+        tags = [payload[len(TAG_KEYWORD) + 1:] for kind, payload in chunks
+                if kind == b"tEXt" and payload.startswith(TAG_KEYWORD + b"\0")]
+        return complete, tags[0].decode("latin-1") if tags else ""
     except (OSError, ValueError, struct.error):
-        return False
+        return False, ""
+
+
+def is_complete_png(path, width: int = None, height: int = None) -> bool:
+    return complete_png_tag(path, width, height)[0]
 
 
 def read_png(path) -> np.ndarray:

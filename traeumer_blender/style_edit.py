@@ -25,6 +25,7 @@ import numpy as np
 
 from .errors import TraeumerError
 from .layer_groups import GROUP_NAMES
+from .output_folder import FolderLock, frame_path
 from .npz_files import open_npz, parse_errors_as
 from .png import write_atomic
 
@@ -144,13 +145,16 @@ def forget_edits(out_dir) -> list:
         curves = load_curves(path)
         edited = np.flatnonzero(np.any(np.abs(curves["applied"] - curves["baseline"]) > CHANGE_EPSILON, axis=1))
         for index in edited.tolist():
-            frame = os.path.join(os.fspath(out_dir), f"frame_{index + 1:06d}.png")
+            frame = frame_path(out_dir, index)
             if os.path.exists(frame):
                 os.unlink(frame)
                 deleted.append(index)
     except TraeumerError:
-        pass
-    os.unlink(path)
+        pass   # a damaged curves file: edited frames are still known by their tags (frames.py)
+    try:
+        os.unlink(path)
+    except OSError as error:
+        raise TraeumerError(f"cannot remove the old style curves {path}: {error.strerror}") from None
     return deleted
 
 
@@ -217,12 +221,17 @@ def update_frames(styles_path, edits_path, progress=None, cancel=None, device="a
     edits_path: an .npz with ``values`` [N, C] (the curves evaluated by Blender, columns as in
     curves.npz). styles.npz is left as generated; curves.npz records what is now on disk.
     """
+    out_dir = os.path.dirname(os.path.abspath(os.fspath(styles_path)))
+    with FolderLock(out_dir, "update frames"):
+        return _update_frames_locked(styles_path, edits_path, progress, cancel, device, out_dir)
+
+
+def _update_frames_locked(styles_path, edits_path, progress, cancel, device, out_dir) -> dict:
     from . import smoothing
     from .frames import render_frames
     from .model_cache import get_generator
     from .styles_file import load_styles
 
-    out_dir = os.path.dirname(os.path.abspath(os.fspath(styles_path)))
     cpath = curves_path(out_dir)
     curves = load_curves(cpath)
     with parse_errors_as(f"cannot read the curve values {edits_path}"):
@@ -250,7 +259,7 @@ def update_frames(styles_path, edits_path, progress=None, cancel=None, device="a
                          curves["names"], curves["groups"], curves["basis"], w_avg, untruncated)
 
     render_frames(styles_path, changed, ws_override=new_ws, device=device, progress=progress,
-                  cancel=cancel)
+                  cancel=cancel, lock=False)
     applied = np.array(curves["applied"])
     applied[changed] = values[changed]
     save_curves(cpath, curves["names"], curves["groups"], int(curves["frame_start"]), curves["baseline"],

@@ -223,13 +223,11 @@ def generate_settings(params: dict):
 
 def handle_generate(params: dict, job: Job) -> dict:
     """Music -> frames (pipeline.run_generate); styles are announced as soon as they exist."""
-    from . import pipeline, style_edit
+    from . import pipeline
     from .output_folder import STYLES_NAME
 
     check_audio(params["audio"])
     settings = generate_settings(params)
-    # frames re-rendered from edited curves no longer match styles.npz: render them again
-    style_edit.forget_edits(settings.out_dir)
     styles_path = os.path.join(os.fspath(settings.out_dir), STYLES_NAME)
     announced = []
 
