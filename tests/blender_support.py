@@ -3,7 +3,9 @@
 
 import importlib
 import os
+import signal
 import tempfile
+import time
 from pathlib import Path
 
 import addon_utils
@@ -43,6 +45,32 @@ def enable_from_source(source_root) -> str:
 
 def _raise(error):
     raise error
+
+
+def pause_process(pid: int, timeout: float = 10.0) -> None:
+    """SIGSTOP a process and wait until the kernel reports it stopped (state T in /proc).
+
+    From then on it writes nothing more: tests that cancel or kill a worker on a progress event
+    look at its output while it is stopped, so a fast worker cannot finish in between.
+    """
+    os.kill(pid, signal.SIGSTOP)
+    stat = Path(f"/proc/{pid}/stat")
+    deadline = time.monotonic() + timeout
+    while stat.exists() and time.monotonic() < deadline:
+        state = stat.read_text().rsplit(")", 1)[1].split()[0]
+        if state in ("T", "t"):
+            return
+        if state in ("Z", "X"):
+            raise AssertionError(f"process {pid} exited instead of stopping")
+        time.sleep(0.0005)
+    if not stat.exists():
+        time.sleep(0.05)   # no /proc: give the signal time to land
+        return
+    raise AssertionError(f"process {pid} did not stop within {timeout} s")
+
+
+def resume_process(pid: int) -> None:
+    os.kill(pid, signal.SIGCONT)
 
 
 def extension_module(module_name: str, submodule: str = ""):

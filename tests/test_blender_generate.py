@@ -393,15 +393,7 @@ scene.sequence_editor.active_strip = strip
 scene.traeumer.size = 64
 scene.traeumer.output_dir = {str(out)!r}
 
-def drive_until(job, frames):
-    while not job.finished:
-        event = job.client.wait(0.2)
-        if event is None:
-            continue
-        job.handle(event)
-        if event.get("stage") == "render" and event.get("done", 0) >= frames:
-            return True
-    return False
+from blender_support import pause_process, resume_process
 
 def frame_files():
     return sorted(n for n in os.listdir({str(out)!r}) if n.startswith("frame_"))
@@ -409,34 +401,68 @@ def frame_files():
 def temp_files():
     return sorted(n for n in os.listdir({str(out)!r}) if n.endswith(".tmp"))
 
+# Drive the job until enough(frame files on disk) holds; return that count with the worker
+# stopped (SIGSTOP), or None when the job ended first. Events queue up while Blender handles
+# earlier ones (the styles event writes the style curves), so a render event says little about
+# how far a fast worker already is: the worker is stopped as soon as its styles are ready (before
+# it renders) and from then on runs only in short slices, its frames counted while it is stopped.
+def run_until_frames(job, enough):
+    pid, stopped = job.client.pid, False
+    while not job.finished:
+        event = job.client.wait(0 if stopped else 0.2)
+        if event is not None:
+            if not stopped and (event.get("event") == "styles" or event.get("stage") in ("style", "render")):
+                pause_process(pid)
+                stopped = True
+            job.handle(event)
+            continue
+        if stopped:
+            count = len(frame_files())
+            if enough(count):
+                return count
+            resume_process(pid)
+            time.sleep(0.002)
+            pause_process(pid)
+    return None
+
+# cancel once 4 frames are written: the worker is stopped, the cancel request waits in its pipe
 job = jobs.GenerateJob.start(bpy.context)
-drive_until(job, 4)
+cancel_at = run_until_frames(job, lambda count: count >= 4)
 job.cancel()
+resume_process(job.client.pid)
 jobs.run_blocking(job)
-emit(cancel_state=job.state, cancel_message=job.message, after_cancel=len(frame_files()),
+emit(cancel_at=cancel_at, cancel_state=job.state, cancel_message=job.message, after_cancel=len(frame_files()),
      temp_after_cancel=temp_files(), decoded=os.path.exists({str(out / "source_audio.wav")!r}))
 
+# kill the worker (stopped) once this run has written 2 more frames
 job = jobs.GenerateJob.start(bpy.context)
 pid = job.client.pid
-drive_until(job, 2)
+before_kill = len(frame_files())
+kill_at = run_until_frames(job, lambda count: count >= before_kill + 2)
 os.kill(pid, signal.SIGKILL)
 jobs.run_blocking(job)
-emit(kill_state=job.state, kill_message=job.message, after_kill=len(frame_files()),
-     temp_after_kill=temp_files(), track_state=scene.traeumer.tracks["Song"].state)
+emit(before_kill=before_kill, kill_at=kill_at, kill_state=job.state, kill_message=job.message,
+     after_kill=len(frame_files()), temp_after_kill=temp_files(),
+     track_state=scene.traeumer.tracks["Song"].state)
 
 job = jobs.GenerateJob.start(bpy.context)
 emit(new_worker=job.client.pid != pid)
 jobs.run_blocking(job)
 emit(final_state=job.state, final_message=job.message, result=job.result, final_frames=len(frame_files()))
 """, tmp_path / "run", timeout=600, env=cache_env)
+    # the cancel request reached the worker while frames were left to render
+    assert result["cancel_at"] is not None and 4 <= result["cancel_at"] < 24, result["cancel_at"]
     assert result["cancel_state"] == "CANCELLED", result["cancel_message"]
     assert "resumes" in result["cancel_message"]
     assert result["decoded"] is True
-    assert 4 <= result["after_cancel"] < 24 and result["temp_after_cancel"] == []
+    assert result["cancel_at"] <= result["after_cancel"] < 24 and result["temp_after_cancel"] == []
+    # the worker died with frames left to render, and wrote nothing after it was stopped
+    assert result["before_kill"] == result["after_cancel"]
+    assert result["kill_at"] is not None and result["after_cancel"] + 2 <= result["kill_at"] < 24, result["kill_at"]
     assert result["kill_state"] == "FAILED"
     assert "worker stopped unexpectedly" in result["kill_message"]
     assert result["track_state"] == "FAILED"
-    assert result["after_kill"] >= result["after_cancel"] and result["temp_after_kill"] == []
+    assert result["after_kill"] == result["kill_at"] and result["temp_after_kill"] == []
     assert result["new_worker"] is True
     assert result["final_state"] == "DONE", result["final_message"]
     assert result["final_frames"] == 24
