@@ -4,6 +4,7 @@
 import bpy
 from bpy.props import FloatProperty, StringProperty
 
+from . import compat
 from .extension import EXTENSION_PACKAGE
 
 
@@ -15,7 +16,7 @@ class TRAEUMER_AP_preferences(bpy.types.AddonPreferences):
         description=("Python that runs the generator; empty uses Blender's own Python with the "
                      "extension's bundled wheels. Point it at a Python with a CUDA build of torch "
                      "to use an NVIDIA GPU"),
-        subtype="FILE_PATH",
+        subtype="FILE_PATH", options=compat.path_options(),
         default="",
     )
     idle_timeout: FloatProperty(

@@ -171,6 +171,8 @@ bpy.ops.wm.save_mainfile()
 
     assert result["sound_path"].startswith("//") and result["sound_path"].endswith("frontiers.mp3")
     assert result["state"] == "DONE", result["message"]
+    # "//" paths are stored without Blender's warning that a property does not support them
+    assert "does not support blend relative" not in result["_output"], result["_output"][-3000:]
     assert result["output_dir"].startswith("//traeumer/Frontiers"), "default folder, relative to the .blend"
     assert result["styles_path"] == "//traeumer/Frontiers/styles.npz"
     assert Path(result["folder"]).resolve() == (blend.parent / "traeumer" / "Frontiers").resolve()

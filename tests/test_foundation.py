@@ -67,6 +67,56 @@ def test_source_tree_runs_as_local_extension_repository(tmp_path):
     assert len(result["registered"]["classes"]) == 3
 
 
+def test_every_path_property_takes_a_blend_relative_path_without_a_warning(tmp_path):
+    """Blender 4.5+ warn ("does not support blend relative") when a path property without
+    PATH_SUPPORTS_BLEND_RELATIVE gets a "//" value: every file and folder property of the
+    extension (settings, tracks, labelling, preferences, operators) declares it."""
+    result = run_in_blender(f"""
+        import warnings
+        from blender_support import enable_from_source
+        module = enable_from_source({str(REPO_ROOT)!r})
+        scene = bpy.context.scene
+
+        def holders(data, depth=0):   # a property group and those it points to (one item per collection)
+            yield data
+            for prop in data.bl_rna.properties:
+                if depth < 3 and prop.type == "POINTER" and prop.identifier != "rna_type":
+                    value = getattr(data, prop.identifier)
+                    if isinstance(value, bpy.types.PropertyGroup):
+                        yield from holders(value, depth + 1)
+                elif depth < 3 and prop.type == "COLLECTION" and hasattr(getattr(data, prop.identifier), "add"):
+                    yield from holders(getattr(data, prop.identifier).add(), depth + 1)
+
+        def is_path(prop):
+            return prop.type == "STRING" and prop.subtype in ("FILE_PATH", "DIR_PATH")
+
+        stored = []
+        everything = [*holders(scene.traeumer), *holders(scene.traeumer_label),
+                      bpy.context.preferences.addons[module].preferences]
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            for holder in everything:
+                for prop in filter(is_path, holder.bl_rna.properties):
+                    setattr(holder, prop.identifier, "//somewhere/file")
+                    stored.append([type(holder).__name__ + "." + prop.identifier, getattr(holder, prop.identifier)])
+        operators = {{}}
+        for name in dir(bpy.ops.traeumer):
+            for prop in filter(is_path, getattr(bpy.ops.traeumer, name).get_rna_type().properties):
+                operators[name + "." + prop.identifier] = getattr(prop, "is_path_supports_blend_relative", None)
+        emit(stored=stored, warnings=[str(w.message) for w in caught], operators=operators,
+             version=list(bpy.app.version))
+    """, tmp_path)
+    assert result["warnings"] == []
+    stored = dict(result["stored"])
+    assert len(stored) >= 13 and set(stored.values()) == {"//somewhere/file"}
+    assert {"TRAEUMER_PG_settings.output_dir", "TRAEUMER_PG_track.styles_path", "TRAEUMER_AP_preferences.worker_python",
+            "TRAEUMER_PG_label_settings.mapper_file"} <= set(stored)
+    assert {"label_export.filepath", "label_import.filepath", "label_add_audio.directory"} <= set(result["operators"])
+    if tuple(result["version"]) >= (4, 5, 0):
+        assert all(result["operators"].values()), result["operators"]
+    assert "does not support blend relative" not in result["_output"]
+
+
 def test_strip_span_is_exact_at_fractional_frame_rates(extension_zip, tmp_path):
     audio = SHARED_AUDIO / "hr-savino-ocean.ogg"
     result = run_in_blender(f"""
