@@ -119,26 +119,32 @@ label_ops = extension_module(module, "operators.label")
 mapper_bytes = open(bpy.path.abspath(settings.mapper_file), "rb").read()
 params = dict(job.params, steps=100000)
 long_job = label_ops.LabelJob.start(bpy.context, "label_train", params, lambda *a: "unexpected")
-seen, stopped_at = [], []
+seen = []
+stopped_at = []
 from blender_support import pause_process, resume_process
+def stop_with_steps_left(job):
+    # The worker is stopped (SIGSTOP) at the first progress event, what it wrote before is read,
+    # and the job's state then says how far training got: the cancel that follows must find
+    # steps left (99,800 of them), whatever the machine's speed.
+    pause_process(job.client.pid)
+    time.sleep(0.2)
+    for queued in job.client.poll():
+        job.handle(queued)
+        if queued.get("event") == "progress":
+            seen.append(queued["done"])
+    stopped_at.append([job.state, seen[-1], job.total])
+    resume_process(job.client.pid)
 def on_event(job, event):
-    # at the first progress event the worker is stopped (SIGSTOP), so the cancel lands while
-    # steps are left whatever the machine's speed; what it wrote before it stopped is read first
-    if event.get("event") == "progress" and event.get("stage") == "train" and not seen:
+    if event.get("event") == "progress" and event.get("stage") == "train":
         seen.append(event["done"])
-        pause_process(job.client.pid)
-        time.sleep(0.2)
-        for queued in job.client.poll():
-            job.handle(queued)
-            if queued.get("event") == "progress":
-                seen.append(queued["done"])
-        stopped_at.append([job.state, seen[-1], job.total])
+        if not stopped_at:
+            stop_with_steps_left(job)
         job.cancel()
-        resume_process(job.client.pid)
 jobs = extension_module(module, "addon.jobs")
 jobs.run_blocking(long_job, on_event=on_event)
-emit(long_state=long_job.state, long_progress=seen[:1], long_total=long_job.total, stopped_at=stopped_at,
+emit(long_state=long_job.state, long_progress=seen[:1], long_total=long_job.total,
      mapper_kept=open(bpy.path.abspath(settings.mapper_file), "rb").read() == mapper_bytes)
+emit(stopped_at=stopped_at)
 
 # Generate the first labelled clip with it
 scene.traeumer.size = 32
