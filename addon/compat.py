@@ -7,6 +7,9 @@
   ``strip.type`` ('SOUND', 'IMAGE') is the same everywhere, so we test that.
 - Animation: 4.4+ use slotted actions (F-curves live in a channelbag per slot); 5.0 removed
   ``Action.fcurves``; 4.2–4.3 only have ``Action.fcurves``.
+- Strip timing: 5.2 (not 5.0; looked up by attribute) names the visible range ``left_handle``/
+  ``right_handle``; ``frame_final_start``/``frame_final_end`` still work there but are deprecated
+  (removal in 6.0).
 - Path properties: 4.5+ warn when a path property gets a "//" (blend-relative) value unless it is
   declared with ``PATH_SUPPORTS_BLEND_RELATIVE``, an option 4.2–4.4 do not know.
 """
@@ -54,6 +57,13 @@ def all_strips(scene):
 
 def is_sound_strip(strip) -> bool:
     return strip is not None and strip.type == "SOUND"
+
+
+def strip_visible_range(strip):
+    """(first visible frame, last visible frame + 1) of a strip, after its trims."""
+    if hasattr(strip, "left_handle"):   # 5.2
+        return int(strip.left_handle), int(strip.right_handle)
+    return int(strip.frame_final_start), int(strip.frame_final_end)
 
 
 def active_strip(scene):

@@ -43,11 +43,12 @@ def target_sound_strip(scene):
 def sound_strip_span(scene, strip) -> SoundStripSpan:
     sound = strip.sound
     raw_path = sound.filepath if sound is not None else ""
+    frame_start, frame_end = compat.strip_visible_range(strip)
     return SoundStripSpan(
         name=strip.name,
         filepath=bpy.path.abspath(raw_path) if raw_path else "",
-        frame_start=int(strip.frame_final_start),
-        frame_end=int(strip.frame_final_end),
+        frame_start=frame_start,
+        frame_end=frame_end,
         fps=compat.scene_fps(scene),
     )
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from blender_harness import REPO_ROOT, SHARED_AUDIO, run_in_blender
+from blender_harness import REPO_ROOT, SHARED_AUDIO, run_in_blender, worker_python_env
 
 pytestmark = pytest.mark.blender
 
@@ -213,7 +213,7 @@ def test_traeumer_run_script_at_fractional_rate_then_reopen_and_update(tmp_path,
     out = tmp_path / "frames"
     blend = tmp_path / "scripted.blend"
     video = tmp_path / "scripted.mp4"
-    env = dict(os.environ, BLENDER_USER_RESOURCES=str(tmp_path / "user"), **cache_env)
+    env = dict(os.environ, BLENDER_USER_RESOURCES=str(tmp_path / "user"), **cache_env, **worker_python_env())
     completed = subprocess.run(
         [sys.executable, str(REPO_ROOT / "traeumer_run.py"), "--", "--audio", str(OGG), "--out", str(out),
          "--blend", str(blend), "--fps", "29.97", "--start", "2", "--duration", "1.5", "--size", "64",
@@ -288,7 +288,7 @@ def test_traeumer_run_from_an_installed_extension_reports_a_failing_model(tmp_pa
     installed.symlink_to(REPO_ROOT, target_is_directory=True)
     bad_model = tmp_path / "broken.pkl"
     bad_model.write_bytes(b"\x80\x04not really a pickle" * 50)
-    env = dict(os.environ, BLENDER_USER_RESOURCES=str(user))
+    env = dict(os.environ, BLENDER_USER_RESOURCES=str(user), **worker_python_env())
     completed = subprocess.run(
         [sys.executable, str(installed / "traeumer_run.py"), "--", "--audio", str(OGG),
          "--out", str(tmp_path / "out"), "--duration", "1", "--fps", "4", "--size", "64",
@@ -480,12 +480,14 @@ def test_worker_lifecycle_ping_idle_timeout_disable_and_other_python(tmp_path):
     other_python.symlink_to(sys.executable)
     result = run_in_blender(SETUP.format(repo=str(REPO_ROOT)) + f"""
 import addon_utils
+from blender_support import torch_imported
 prefs = bpy.context.preferences.addons[module].preferences
 prefs.idle_timeout = 2.0
 client = worker_client.ensure_client("", 2.0)
 request = client.send("ping")
 pong = client.wait(30)
-emit(pong=pong, same=worker_client.ensure_client("", 2.0) is client, torch="torch" in sys.modules)
+emit(pong=pong, same=worker_client.ensure_client("", 2.0) is client, torch=torch_imported(),
+     worker_python=client.ready.get("python"), blender_python=sys.executable)
 events = []
 deadline = time.monotonic() + 30
 while time.monotonic() < deadline:
@@ -523,7 +525,8 @@ worker_client.stop_worker()
 """, tmp_path, timeout=300)
     assert result["pong"]["event"] == "pong"
     assert result["same"] is True, "the worker is kept alive between requests"
-    assert result["torch"] is False
+    assert result["worker_python"] == result["blender_python"], "an empty Worker Python means Blender's own Python"
+    assert result["torch"] is False, "Blender's own process never imports torch (nor tries to)"
     assert "bye" in result["idle_events"] and result["idle_events"][-1] == "exit"
     assert result["alive_after_idle"] is False
     assert result["stopped_on_disable"] is True

@@ -7,7 +7,7 @@ import zipfile
 
 import pytest
 
-from blender_harness import REPO_ROOT, SHARED_AUDIO, build_extension_zip, run_in_blender
+from blender_harness import REPO_ROOT, SHARED_AUDIO, TEST_WORKER_PYTHON, build_extension_zip, run_in_blender
 
 pytestmark = pytest.mark.blender
 
@@ -32,7 +32,7 @@ def test_manifest_and_zip_validate_with_blenders_validator(extension_zip):
 def test_zip_installs_enables_disables_and_uninstalls_cleanly(extension_zip, tmp_path):
     result = run_in_blender(f"""
         import addon_utils
-        from blender_support import install_zip, registered_names
+        from blender_support import install_zip, registered_names, torch_imported
         module = install_zip({str(extension_zip)!r})
         emit(installed=registered_names())
         addon_utils.disable(module, default_set=True)
@@ -43,7 +43,7 @@ def test_zip_installs_enables_disables_and_uninstalls_cleanly(extension_zip, tmp
         assert bpy.ops.extensions.package_uninstall(repo_index=repo_index, pkg_id="traeumer") == {{"FINISHED"}}
         emit(uninstalled=registered_names(),
              still_listed=module in bpy.context.preferences.addons,
-             torch_loaded="torch" in sys.modules)
+             torch_loaded=torch_imported())
     """, tmp_path)
     everything = {"classes": ["TRAEUMER_PT_generate", "TRAEUMER_OT_use_active_strip", "TRAEUMER_PG_settings"],
                   "operator": True, "scene_property": True}
@@ -184,8 +184,10 @@ def test_saved_blend_reopens_with_settings(extension_zip, tmp_path):
 
 
 def test_engine_never_imports_bpy():
+    """Every engine module, imported by the Python that runs the worker (Blender's own, or the
+    test run's worker Python where Blender's has no torch)."""
     code = ("import sys, pkgutil, importlib, traeumer_blender\n"
             "for m in pkgutil.walk_packages(traeumer_blender.__path__, 'traeumer_blender.'):\n"
             "    if not m.name.endswith('__main__'): importlib.import_module(m.name)\n"
             "assert 'bpy' not in sys.modules, 'engine imported bpy'\n")
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO_ROOT, timeout=300)
+    subprocess.run([TEST_WORKER_PYTHON or sys.executable, "-c", code], check=True, cwd=REPO_ROOT, timeout=300)
