@@ -187,9 +187,8 @@ class GenerateJob(Job):
             raise JobError("A TräumerAI job is already running: wait for it or cancel it")
         strip = target_sound_strip(scene)
         if strip is None:
-            if settings.strip_name:
-                raise JobError(f"No sound strip named '{settings.strip_name}' in this scene")
-            raise JobError("No sound strip: make a sound strip active or choose one in the panel")
+            from .timeline import missing_sound_strip_message
+            raise JobError(missing_sound_strip_message(scene))
         span = sound_strip_span(scene, strip)
         if span.frame_count < 1:
             raise JobError(f"Sound strip '{strip.name}' has no visible frames")

@@ -369,6 +369,51 @@ emit(reports=reports, still_running=True, frames=glob.glob({str(tmp_path / "out"
     assert result["frames"] == []
 
 
+def test_generate_takes_the_only_sound_strip_and_names_the_strips_to_choose_from(tmp_path, cache_env):
+    """No strip chosen and no sound strip active: the scene's only sound strip is used; with
+    several, the error names them."""
+    out = tmp_path / "out"
+    result = run_in_blender(SETUP.format(repo=str(REPO_ROOT)) + f"""
+timeline = extension_module(module, "addon.timeline")
+scene.render.fps = 4
+song = compat.new_sound_strip(scene, "Only Song", {str(OGG)!r}, channel=1, frame_start=1)
+song.frame_final_duration = 4
+colour = compat.new_color_strip(scene, "Colour", channel=3, frame_start=1, length=4)
+scene.sequence_editor.active_strip = colour      # active, but not a sound strip
+scene.traeumer.size = 32
+scene.traeumer.output_dir = {str(out)!r}
+emit(active=scene.sequence_editor.active_strip.name, chosen=scene.traeumer.strip_name,
+     target=getattr(timeline.target_sound_strip(scene), "name", None))
+outcome = bpy.ops.traeumer.generate()
+track = scene.traeumer.tracks.get("Only Song")
+emit(outcome=sorted(outcome), state=track.state if track else None, message=track.message if track else "",
+     frames=len(glob.glob({str(out)!r} + "/frame_*.png")))
+
+for name, channel in (("Second Song", 2), ("Third Song", 4)):
+    compat.new_sound_strip(scene, name, {str(OGG)!r}, channel=channel, frame_start=1)
+scene.sequence_editor.active_strip = None
+try:
+    bpy.ops.traeumer.generate()
+    several = "no error"
+except RuntimeError as error:   # background mode turns an ERROR report into RuntimeError
+    several = str(error)
+emit(several=several, several_target=timeline.target_sound_strip(scene) is None,
+     several_message=timeline.missing_sound_strip_message(scene))
+scene.sequence_editor.active_strip = compat.all_strips(scene)["Third Song"]
+emit(active_target=timeline.target_sound_strip(scene).name, active_message=timeline.missing_sound_strip_message(scene))
+""", tmp_path / "run", timeout=600, env=cache_env)
+    assert result["active"] == "Colour" and result["chosen"] == "" and result["target"] == "Only Song"
+    assert result["outcome"] == ["FINISHED"]
+    assert result["state"] == "DONE", result["message"]
+    assert result["frames"] == 4
+    assert result["several_target"] is True
+    assert "No sound strip chosen" in result["several"], result["several"]
+    for name in ("'Only Song'", "'Second Song'", "'Third Song'"):
+        assert name in result["several"], result["several"]
+    assert result["several_message"] in result["several"]
+    assert result["active_target"] == "Third Song" and result["active_message"] == ""
+
+
 def test_cancel_and_killed_worker_leave_no_partial_frames_and_rerun_resumes(tmp_path, cache_env):
     """AAC in MP4 (libsndfile cannot read it) goes through Blender's decoder on the way."""
     out = tmp_path / "out"
