@@ -314,7 +314,7 @@ def download_wheels(target: Target, cache_root: Path = CACHE) -> list:
 # Staging: a copy of the source tree with wheels and a per-build manifest
 
 # Never copied into the staging tree (big, generated, or not part of the extension).
-_STAGE_SKIP_TOP = {".git", ".venv", ".venv45", "build_cache", "dist", "wheels", "demo_out", "out",
+_STAGE_SKIP_TOP = {".git", ".venv", ".venv45", ".venv52", "build_cache", "dist", "wheels", "demo_out", "out",
                    "tests", "bench", ".ci", ".pytest_cache"}
 _STAGE_SKIP_ANY = {"__pycache__", ".pytest_cache", ".git"}
 
@@ -405,9 +405,12 @@ def check_notices(zip_path: Path) -> list:
 
 
 def build_platform_zip(target: Target, out_dir: Path, cache_root: Path = CACHE,
-                       strict_notices: bool = True) -> Path:
-    """Download, stage, build with ``--split-platforms``, validate; returns the zip's path."""
-    wheels = download_wheels(target, cache_root)
+                       strict_notices: bool = True, wheels: list = None) -> Path:
+    """Download, stage, build with ``--split-platforms``, validate; returns the zip's path.
+
+    ``wheels`` (paths) replaces the download: tests build with stand-in wheels where the real
+    ones cannot be had (torch for Python 3.13 comes from PyTorch's index only)."""
+    wheels = download_wheels(target, cache_root) if wheels is None else [Path(w) for w in wheels]
     # A staging folder of its own per build: several builds (or test runs) may run at once.
     (cache_root / "stage").mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=cache_root / "stage", prefix=target.tag + "-") as staging:

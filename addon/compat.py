@@ -7,6 +7,11 @@
   ``strip.type`` ('SOUND', 'IMAGE') is the same everywhere, so we test that.
 - Animation: 4.4+ use slotted actions (F-curves live in a channelbag per slot); 5.0 removed
   ``Action.fcurves``; 4.2–4.3 only have ``Action.fcurves``.
+- Strip timing: 5.2 (not 5.0; looked up by attribute) names the visible range ``left_handle``/
+  ``right_handle``; ``frame_final_start``/``frame_final_end`` still work there but are deprecated
+  (removal in 6.0).
+- Path properties: 4.5+ warn when a path property gets a "//" (blend-relative) value unless it is
+  declared with ``PATH_SUPPORTS_BLEND_RELATIVE``, an option 4.2–4.4 do not know.
 """
 
 from fractions import Fraction
@@ -16,6 +21,19 @@ import bpy
 BLENDER_VERSION = bpy.app.version
 HAS_STRIPS_API = BLENDER_VERSION >= (4, 4, 0)
 HAS_SLOTTED_ACTIONS = BLENDER_VERSION >= (4, 4, 0)
+HAS_BLEND_RELATIVE_PATH_OPTION = BLENDER_VERSION >= (4, 5, 0)
+
+
+# --- Properties ---------------------------------------------------------------------------------
+
+def path_options(*options: str) -> set:
+    """``options`` of a StringProperty that holds a file or folder path, which may be "//relative"
+    (every such path is read through ``bpy.path.abspath``): the given options plus
+    ``PATH_SUPPORTS_BLEND_RELATIVE`` where Blender has it. A new set each call (bpy wants a set)."""
+    result = set(options)
+    if HAS_BLEND_RELATIVE_PATH_OPTION:
+        result.add("PATH_SUPPORTS_BLEND_RELATIVE")
+    return result
 
 
 # --- Sequencer --------------------------------------------------------------------------------
@@ -39,6 +57,13 @@ def all_strips(scene):
 
 def is_sound_strip(strip) -> bool:
     return strip is not None and strip.type == "SOUND"
+
+
+def strip_visible_range(strip):
+    """(first visible frame, last visible frame + 1) of a strip, after its trims."""
+    if hasattr(strip, "left_handle"):   # 5.2
+        return int(strip.left_handle), int(strip.right_handle)
+    return int(strip.frame_final_start), int(strip.frame_final_end)
 
 
 def active_strip(scene):

@@ -22,7 +22,7 @@ from ..traeumer_blender.output_folder import STYLES_NAME, ensure_writable_folder
 from ..traeumer_blender.timing import format_duration
 from . import compat, output, style_curves, worker_client
 from .preferences import worker_settings
-from .timeline import sound_strip_span, target_sound_strip
+from .timeline import missing_sound_strip_message, sound_strip_span, target_sound_strip
 
 
 class JobError(Exception):
@@ -204,9 +204,7 @@ class GenerateJob(Job):
         check_no_job_running()
         strip = target_sound_strip(scene)
         if strip is None:
-            if settings.strip_name:
-                raise JobError(f"No sound strip named '{settings.strip_name}' in this scene")
-            raise JobError("No sound strip: make a sound strip active or choose one in the panel")
+            raise JobError(missing_sound_strip_message(scene))
         span = sound_strip_span(scene, strip)
         if span.frame_count < 1:
             raise JobError(f"Sound strip '{strip.name}' has no visible frames")

@@ -9,10 +9,10 @@ extension's user folder; the collections here only mirror it for the panel.
 import os
 
 import bpy
-from bpy.props import (CollectionProperty, EnumProperty, FloatProperty, IntProperty,
-                       PointerProperty, StringProperty)
+from bpy.props import CollectionProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
 
 from ..traeumer_blender.labels import SUFFIX, default_set_path
+from . import compat
 from .extension import user_folder
 
 BLEND_FOLDER = "//traeumer/labels/"
@@ -25,7 +25,7 @@ class LabelLocationError(Exception):
 class TRAEUMER_PG_label_candidate(bpy.types.PropertyGroup):
     """One candidate image of the current batch (row ``row`` of the batch's ws file)."""
 
-    image: StringProperty(name="Image", subtype="FILE_PATH")
+    image: StringProperty(name="Image", subtype="FILE_PATH", options=compat.path_options())
     row: IntProperty(name="Row", min=0)
     seed: IntProperty(name="Seed")
     origin_json: StringProperty(name="Origin", description="How the candidate's w was made (JSON)")
@@ -35,19 +35,19 @@ class TRAEUMER_PG_label_pair(bpy.types.PropertyGroup):
     """One labelled pair of the set (``name`` is the pair's id in the file)."""
 
     audio_name: StringProperty(name="Audio")
-    audio: StringProperty(name="Audio File", subtype="FILE_PATH")
+    audio: StringProperty(name="Audio File", subtype="FILE_PATH", options=compat.path_options())
     start: FloatProperty(name="Start", unit="TIME_ABSOLUTE")
     duration: FloatProperty(name="Duration", unit="TIME_ABSOLUTE")
-    thumbnail: StringProperty(name="Thumbnail", subtype="FILE_PATH")
+    thumbnail: StringProperty(name="Thumbnail", subtype="FILE_PATH", options=compat.path_options())
 
 
 class TRAEUMER_PG_label_audio(bpy.types.PropertyGroup):
-    filepath: StringProperty(name="File", subtype="FILE_PATH")
+    filepath: StringProperty(name="File", subtype="FILE_PATH", options=compat.path_options())
 
 
 def _set_changed(self, context):
     """Another set was chosen (name or place): show its pairs."""
-    from . import labelling   # labelling imports this module
+    from . import labelling  # labelling imports this module
     try:
         labelling.refresh_pairs(self.id_data)
     except Exception:  # a damaged or foreign file: the panel shows no pairs; Reload reports why
@@ -65,7 +65,7 @@ class TRAEUMER_PG_label_settings(bpy.types.PropertyGroup):
         default="BLEND", update=_set_changed,
     )
     # the clip being labelled
-    clip_audio: StringProperty(name="Clip Audio", subtype="FILE_PATH")
+    clip_audio: StringProperty(name="Clip Audio", subtype="FILE_PATH", options=compat.path_options())
     clip_start: FloatProperty(name="Start", description="Start of the clip in its audio file",
                               default=0.0, min=0.0, unit="TIME_ABSOLUTE")
     clip_duration: FloatProperty(name="Clip Length", description="Length of a labelled clip (the paper: 10 s)",
@@ -73,7 +73,7 @@ class TRAEUMER_PG_label_settings(bpy.types.PropertyGroup):
     clip_strip: StringProperty(name="Clip Strip", description="Sound strip the clip was taken from ('' for a file)")
     # candidates
     candidates: CollectionProperty(type=TRAEUMER_PG_label_candidate)
-    candidates_ws: StringProperty(name="Candidate ws", subtype="FILE_PATH")
+    candidates_ws: StringProperty(name="Candidate ws", subtype="FILE_PATH", options=compat.path_options())
     active_candidate: IntProperty(name="Chosen Candidate", default=0, min=0)
     candidate_count: IntProperty(name="Candidates", description="Images per batch", default=6, min=1, max=16)
     preview_resolution: EnumProperty(
@@ -92,7 +92,7 @@ class TRAEUMER_PG_label_settings(bpy.types.PropertyGroup):
     # training
     train_steps: IntProperty(name="Steps", description="Training steps (the paper: 30,000)",
                              default=5000, min=1, max=100000)
-    mapper_file: StringProperty(name="Trained Mapping", subtype="FILE_PATH")
+    mapper_file: StringProperty(name="Trained Mapping", subtype="FILE_PATH", options=compat.path_options())
     report: StringProperty(name="Last Result")
 
 

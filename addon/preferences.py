@@ -5,6 +5,7 @@ import bpy
 from bpy.props import FloatProperty, StringProperty
 
 from ..traeumer_blender.protocol import DEFAULT_IDLE_TIMEOUT_SECONDS
+from . import compat
 from .extension import EXTENSION_PACKAGE
 
 
@@ -16,7 +17,7 @@ class TRAEUMER_AP_preferences(bpy.types.AddonPreferences):
         description=("Python that runs the generator; empty uses Blender's own Python with the "
                      "extension's bundled wheels. Point it at a Python with a CUDA build of torch "
                      "to use an NVIDIA GPU"),
-        subtype="FILE_PATH",
+        subtype="FILE_PATH", options=compat.path_options(),
         default="",
     )
     idle_timeout: FloatProperty(

@@ -2,11 +2,11 @@
 """Settings stored on the scene as ``scene.traeumer`` (saved with the .blend)."""
 
 import bpy
-from bpy.props import (CollectionProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty,
-                       StringProperty)
+from bpy.props import CollectionProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
 
 from ..traeumer_blender.layer_groups import DEFAULT_SMOOTHING_SECONDS, GROUP_NAMES
 from ..traeumer_blender.style_edit import COMPONENTS
+from . import compat
 
 
 class TRAEUMER_PG_track(bpy.types.PropertyGroup):
@@ -22,8 +22,9 @@ class TRAEUMER_PG_track(bpy.types.PropertyGroup):
     material_name: StringProperty(name="Material", description="Material that shows the frames")
     action_name: StringProperty(name="Action", description="Action holding the style curves")
     output_dir: StringProperty(name="Folder", description="Folder of the frames (relative to the .blend when saved)",
-                               subtype="DIR_PATH")
-    styles_path: StringProperty(name="Styles", description="styles.npz of the track", subtype="FILE_PATH")
+                               subtype="DIR_PATH", options=compat.path_options())
+    styles_path: StringProperty(name="Styles", description="styles.npz of the track", subtype="FILE_PATH",
+                                options=compat.path_options())
     frame_start: IntProperty(name="Start", description="Scene frame of the first generated frame")
     frame_count: IntProperty(name="Frames", description="Number of generated frames", min=0)
     resolution: IntProperty(name="Resolution", description="Frame size in pixels", min=0)
@@ -67,19 +68,19 @@ class TRAEUMER_PG_settings(bpy.types.PropertyGroup):
     model_path: StringProperty(
         name="Model",
         description="StyleGAN2 checkpoint (.pkl or .pt); empty uses the built-in generator",
-        subtype="FILE_PATH",
+        subtype="FILE_PATH", options=compat.path_options(),
         default="",
     )
     mapper_path: StringProperty(
         name="Mapping",
         description="Trained mapping file; empty uses the zero-label mapping",
-        subtype="FILE_PATH",
+        subtype="FILE_PATH", options=compat.path_options(),
         default="",
     )
     output_dir: StringProperty(
         name="Output",
         description="Folder for frames and styles; empty uses //traeumer/<strip name>/",
-        subtype="DIR_PATH",
+        subtype="DIR_PATH", options=compat.path_options(),
         default="",
     )
     resolution: IntProperty(

@@ -27,6 +27,15 @@ from .extension import EXTENSION_ROOT, user_folder
 
 WORKER_MODULE = "traeumer_blender.worker"
 
+# The worker's Python when the Worker Python preference is empty or absent: scripted runs
+# (traeumer_run.py, a render farm) often have no saved preferences for the extension.
+WORKER_PYTHON_VARIABLE = "TRAEUMER_WORKER_PYTHON"
+
+
+def default_python() -> str:
+    """``TRAEUMER_WORKER_PYTHON`` when set, else ``sys.executable``."""
+    return os.environ.get(WORKER_PYTHON_VARIABLE) or sys.executable
+
 
 def extension_site_packages() -> str:
     """The shared site-packages where Blender unpacks the wheels of enabled extensions."""
@@ -45,14 +54,14 @@ def user_cache_dir() -> str:
 def worker_launch_command(python: str = "", idle_timeout: float = protocol.DEFAULT_IDLE_TIMEOUT_SECONDS):
     """How the worker is started: ``(argv, env)``.
 
-    - Python: the preference, else ``sys.executable`` (Blender's own Python in Blender; the
-      venv's Python under the bpy module).
+    - Python: the preference, else ``TRAEUMER_WORKER_PYTHON``, else ``sys.executable`` (Blender's
+      own Python in Blender; the venv's Python under the bpy module).
     - ``PYTHONPATH``: the extension's own folder (so ``traeumer_blender`` imports), then the
       extensions' site-packages (the bundled wheels: torch, soundfile, scipy ...), then whatever
       the user had.
     - ``TRAEUMER_CACHE_DIR``: the extension's user folder, unless already set.
     """
-    executable = python or sys.executable
+    executable = python or default_python()
     # "-c" rather than "-m": the worker module is imported once, under its own name
     argv = [executable, "-u", "-c", f"import sys; from {WORKER_MODULE} import main; sys.exit(main(sys.argv[1:]))",
             "--idle-timeout", f"{float(idle_timeout):g}"]
@@ -65,7 +74,7 @@ def worker_launch_command(python: str = "", idle_timeout: float = protocol.DEFAU
         paths.append(env["PYTHONPATH"])
     env["PYTHONPATH"] = os.pathsep.join(paths)
     env["PYTHONUNBUFFERED"] = "1"
-    if python:
+    if executable != sys.executable:
         env.pop("PYTHONHOME", None)  # Blender's own home would confuse another Python
     if not env.get("TRAEUMER_CACHE_DIR"):
         cache = user_cache_dir()
@@ -213,7 +222,7 @@ def ensure_client(python: str = "", idle_timeout: float = protocol.DEFAULT_IDLE_
     reaches "ready" after importing only the standard library (well under a second).
     """
     global _client
-    executable = python or sys.executable
+    executable = python or default_python()
     if _client is not None and _client.alive and _client.argv[0] == executable:
         return _client
     stop_worker()

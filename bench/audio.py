@@ -188,6 +188,7 @@ def make_hour_wav(path: Path, minutes: float) -> None:
 def memory_child(path: str, encoder_name: str, fps: float) -> None:
     """Run in a fresh process: decode + embed one file, print RSS figures as JSON."""
     import torch  # noqa: F401  (baseline includes the libraries)
+
     from traeumer_blender.allocator import keep_freed_memory
     keep_freed_memory()
     from traeumer_blender.audio import load_audio

@@ -20,6 +20,7 @@ import bpy
 from bpy.props import BoolProperty, CollectionProperty, EnumProperty, FloatProperty, IntProperty, StringProperty
 
 from ..addon import label_properties, labelling, timeline
+from ..addon.compat import path_options
 from ..addon.jobs import JobError, LabelJob
 from ..traeumer_blender import labels as label_sets
 from ..traeumer_blender import protocol
@@ -74,8 +75,8 @@ class TRAEUMER_OT_label_add_audio(bpy.types.Operator):
     bl_label = "Add Music Files"
     bl_options = {"REGISTER", "UNDO"}
 
-    filepath: StringProperty(subtype="FILE_PATH")
-    directory: StringProperty(subtype="DIR_PATH", options={"HIDDEN", "SKIP_SAVE"})
+    filepath: StringProperty(subtype="FILE_PATH", options=path_options())
+    directory: StringProperty(subtype="DIR_PATH", options=path_options("HIDDEN", "SKIP_SAVE"))
     files: CollectionProperty(type=bpy.types.OperatorFileListElement, options={"HIDDEN", "SKIP_SAVE"})
     filter_sound: BoolProperty(default=True, options={"HIDDEN", "SKIP_SAVE"})
     filter_folder: BoolProperty(default=True, options={"HIDDEN", "SKIP_SAVE"})
@@ -340,7 +341,7 @@ class TRAEUMER_OT_label_export(bpy.types.Operator):
     bl_idname = "traeumer.label_export"
     bl_label = "Export Label Set"
 
-    filepath: StringProperty(subtype="FILE_PATH")
+    filepath: StringProperty(subtype="FILE_PATH", options=path_options())
     filter_glob: StringProperty(default="*.npz", options={"HIDDEN"})
 
     def invoke(self, context, event):
@@ -374,7 +375,7 @@ class TRAEUMER_OT_label_import(bpy.types.Operator):
     bl_label = "Import Label Set"
     bl_options = {"REGISTER", "UNDO"}
 
-    filepath: StringProperty(subtype="FILE_PATH")
+    filepath: StringProperty(subtype="FILE_PATH", options=path_options())
     filter_glob: StringProperty(default="*.npz", options={"HIDDEN"})
 
     def invoke(self, context, event):

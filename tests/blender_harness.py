@@ -20,6 +20,17 @@ REPO_ROOT = TESTS_DIR.parent
 SHARED_AUDIO = REPO_ROOT.parent / "shared" / "audio"
 RESULT_MARK = "TRAEUMER_RESULT "
 
+# The Python that runs the worker where Blender's own Python has no torch (the bpy 5.2 run of
+# ./run.sh test sets it to .venv's Python). Scripts in Blender set the Worker Python preference
+# to it (blender_support); runs of traeumer_run.py, which have no saved preferences, get it
+# through the TRAEUMER_WORKER_PYTHON environment variable (worker_python_env).
+TEST_WORKER_PYTHON = os.environ.get("TRAEUMER_TEST_WORKER_PYTHON", "")
+
+
+def worker_python_env() -> dict:
+    """Environment for a traeumer_run.py process: the test run's worker Python, if any."""
+    return {"TRAEUMER_WORKER_PYTHON": TEST_WORKER_PYTHON} if TEST_WORKER_PYTHON else {}
+
 _PREAMBLE = """\
 import json, os, sys, traceback
 sys.path.insert(0, {tests_dir!r})

@@ -3,7 +3,10 @@
 
 import importlib
 import os
+import signal
+import sys
 import tempfile
+import time
 from pathlib import Path
 
 import addon_utils
@@ -14,6 +17,39 @@ ZIP_MODULE = f"bl_ext.user_default.{EXTENSION_ID}"
 SOURCE_REPO_MODULE = "traeumer_source"
 SOURCE_MODULE = f"bl_ext.{SOURCE_REPO_MODULE}.{EXTENSION_ID}"
 
+# Where Blender's own Python has no torch (bpy 5.2, Python 3.13, in this project's test set-up),
+# the worker runs on this Python: set through the Worker Python preference, as a user would.
+TEST_WORKER_PYTHON = os.environ.get("TRAEUMER_TEST_WORKER_PYTHON", "")
+
+
+class _TorchImportWatch:
+    """Records every attempt to import torch in Blender's process (and lets the import go on).
+
+    "Blender's process never imports torch" then means something also where torch is not
+    installed at all (bpy 5.2 here): nothing even tries."""
+
+    attempts = []
+
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch" or name.startswith("torch."):
+            self.attempts.append(name)
+        return None
+
+
+if not any(isinstance(finder, _TorchImportWatch) for finder in sys.meta_path):
+    sys.meta_path.insert(0, _TorchImportWatch())
+
+
+def torch_imported() -> bool:
+    """Whether anything in Blender's process imported torch or tried to."""
+    return "torch" in sys.modules or bool(_TorchImportWatch.attempts)
+
+
+def use_test_worker_python(module_name: str) -> None:
+    """Point the Worker Python preference at ``TEST_WORKER_PYTHON`` when the test run sets one."""
+    if TEST_WORKER_PYTHON:
+        bpy.context.preferences.addons[module_name].preferences.worker_python = TEST_WORKER_PYTHON
+
 
 def install_zip(zip_path) -> str:
     """Install and enable a built zip the way a user does; returns the add-on module name."""
@@ -21,6 +57,7 @@ def install_zip(zip_path) -> str:
         filepath=str(zip_path), repo="user_default", enable_on_install=True)
     assert result == {"FINISHED"}, result
     assert ZIP_MODULE in bpy.context.preferences.addons, "installed extension is not enabled"
+    use_test_worker_python(ZIP_MODULE)
     return ZIP_MODULE
 
 
@@ -38,11 +75,38 @@ def enable_from_source(source_root) -> str:
     bpy.ops.extensions.repo_refresh_all()
     addon_utils.enable(SOURCE_MODULE, default_set=True, handle_error=_raise)
     assert SOURCE_MODULE in bpy.context.preferences.addons
+    use_test_worker_python(SOURCE_MODULE)
     return SOURCE_MODULE
 
 
 def _raise(error):
     raise error
+
+
+def pause_process(pid: int, timeout: float = 10.0) -> None:
+    """SIGSTOP a process and wait until the kernel reports it stopped (state T in /proc).
+
+    From then on it writes nothing more: tests that cancel or kill a worker on a progress event
+    look at its output while it is stopped, so a fast worker cannot finish in between.
+    """
+    os.kill(pid, signal.SIGSTOP)
+    stat = Path(f"/proc/{pid}/stat")
+    deadline = time.monotonic() + timeout
+    while stat.exists() and time.monotonic() < deadline:
+        state = stat.read_text().rsplit(")", 1)[1].split()[0]
+        if state in ("T", "t"):
+            return
+        if state in ("Z", "X"):
+            raise AssertionError(f"process {pid} exited instead of stopping")
+        time.sleep(0.0005)
+    if not stat.exists():
+        time.sleep(0.05)   # no /proc: give the signal time to land
+        return
+    raise AssertionError(f"process {pid} did not stop within {timeout} s")
+
+
+def resume_process(pid: int) -> None:
+    os.kill(pid, signal.SIGCONT)
 
 
 def extension_module(module_name: str, submodule: str = ""):

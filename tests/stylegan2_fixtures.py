@@ -24,9 +24,8 @@ import warnings
 import numpy as np
 import torch
 
-from traeumer_blender.stylegan2.network import GeneratorConfig, fir_2d
 from traeumer_blender.stylegan2.generator import Generator
-
+from traeumer_blender.stylegan2.network import GeneratorConfig, fir_2d
 
 # ---------------------------------------------------------------------------------------------
 # canonical random weights

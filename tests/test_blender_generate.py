@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from blender_harness import REPO_ROOT, SHARED_AUDIO, run_in_blender
+from blender_harness import REPO_ROOT, SHARED_AUDIO, run_in_blender, worker_python_env
 
 pytestmark = pytest.mark.blender
 
@@ -171,6 +171,8 @@ bpy.ops.wm.save_mainfile()
 
     assert result["sound_path"].startswith("//") and result["sound_path"].endswith("frontiers.mp3")
     assert result["state"] == "DONE", result["message"]
+    # "//" paths are stored without Blender's warning that a property does not support them
+    assert "does not support blend relative" not in result["_output"], result["_output"][-3000:]
     assert result["output_dir"].startswith("//traeumer/Frontiers"), "default folder, relative to the .blend"
     assert result["styles_path"] == "//traeumer/Frontiers/styles.npz"
     assert Path(result["folder"]).resolve() == (blend.parent / "traeumer" / "Frontiers").resolve()
@@ -211,7 +213,7 @@ def test_traeumer_run_script_at_fractional_rate_then_reopen_and_update(tmp_path,
     out = tmp_path / "frames"
     blend = tmp_path / "scripted.blend"
     video = tmp_path / "scripted.mp4"
-    env = dict(os.environ, BLENDER_USER_RESOURCES=str(tmp_path / "user"), **cache_env)
+    env = dict(os.environ, BLENDER_USER_RESOURCES=str(tmp_path / "user"), **cache_env, **worker_python_env())
     completed = subprocess.run(
         [sys.executable, str(REPO_ROOT / "traeumer_run.py"), "--", "--audio", str(OGG), "--out", str(out),
          "--blend", str(blend), "--fps", "29.97", "--start", "2", "--duration", "1.5", "--resolution", "64",
@@ -286,7 +288,7 @@ def test_traeumer_run_from_an_installed_extension_reports_a_failing_model(tmp_pa
     installed.symlink_to(REPO_ROOT, target_is_directory=True)
     bad_model = tmp_path / "broken.pkl"
     bad_model.write_bytes(b"\x80\x04not really a pickle" * 50)
-    env = dict(os.environ, BLENDER_USER_RESOURCES=str(user))
+    env = dict(os.environ, BLENDER_USER_RESOURCES=str(user), **worker_python_env())
     completed = subprocess.run(
         [sys.executable, str(installed / "traeumer_run.py"), "--", "--audio", str(OGG),
          "--out", str(tmp_path / "out"), "--duration", "1", "--fps", "4", "--resolution", "64",
@@ -367,6 +369,51 @@ emit(reports=reports, still_running=True, frames=glob.glob({str(tmp_path / "out"
     assert result["frames"] == []
 
 
+def test_generate_takes_the_only_sound_strip_and_names_the_strips_to_choose_from(tmp_path, cache_env):
+    """No strip chosen and no sound strip active: the scene's only sound strip is used; with
+    several, the error names them."""
+    out = tmp_path / "out"
+    result = run_in_blender(SETUP.format(repo=str(REPO_ROOT)) + f"""
+timeline = extension_module(module, "addon.timeline")
+scene.render.fps = 4
+song = compat.new_sound_strip(scene, "Only Song", {str(OGG)!r}, channel=1, frame_start=1)
+song.frame_final_duration = 4
+colour = compat.new_color_strip(scene, "Colour", channel=3, frame_start=1, length=4)
+scene.sequence_editor.active_strip = colour      # active, but not a sound strip
+scene.traeumer.resolution = 32
+scene.traeumer.output_dir = {str(out)!r}
+emit(active=scene.sequence_editor.active_strip.name, chosen=scene.traeumer.strip_name,
+     target=getattr(timeline.target_sound_strip(scene), "name", None))
+outcome = bpy.ops.traeumer.generate()
+track = scene.traeumer.tracks.get("Only Song")
+emit(outcome=sorted(outcome), state=track.state if track else None, message=track.message if track else "",
+     frames=len(glob.glob({str(out)!r} + "/frame_*.png")))
+
+for name, channel in (("Second Song", 2), ("Third Song", 4)):
+    compat.new_sound_strip(scene, name, {str(OGG)!r}, channel=channel, frame_start=1)
+scene.sequence_editor.active_strip = None
+try:
+    bpy.ops.traeumer.generate()
+    several = "no error"
+except RuntimeError as error:   # background mode turns an ERROR report into RuntimeError
+    several = str(error)
+emit(several=several, several_target=timeline.target_sound_strip(scene) is None,
+     several_message=timeline.missing_sound_strip_message(scene))
+scene.sequence_editor.active_strip = compat.all_strips(scene)["Third Song"]
+emit(active_target=timeline.target_sound_strip(scene).name, active_message=timeline.missing_sound_strip_message(scene))
+""", tmp_path / "run", timeout=600, env=cache_env)
+    assert result["active"] == "Colour" and result["chosen"] == "" and result["target"] == "Only Song"
+    assert result["outcome"] == ["FINISHED"]
+    assert result["state"] == "DONE", result["message"]
+    assert result["frames"] == 4
+    assert result["several_target"] is True
+    assert "No sound strip chosen" in result["several"], result["several"]
+    for name in ("'Only Song'", "'Second Song'", "'Third Song'"):
+        assert name in result["several"], result["several"]
+    assert result["several_message"] in result["several"]
+    assert result["active_target"] == "Third Song" and result["active_message"] == ""
+
+
 def test_cancel_and_killed_worker_leave_no_partial_frames_and_rerun_resumes(tmp_path, cache_env):
     """AAC in MP4 (libsndfile cannot read it) goes through Blender's decoder on the way."""
     out = tmp_path / "out"
@@ -393,15 +440,7 @@ scene.sequence_editor.active_strip = strip
 scene.traeumer.resolution = 64
 scene.traeumer.output_dir = {str(out)!r}
 
-def drive_until(job, frames):
-    while not job.finished:
-        event = job.client.wait(0.2)
-        if event is None:
-            continue
-        job.handle(event)
-        if event.get("stage") == "render" and event.get("done", 0) >= frames:
-            return True
-    return False
+from blender_support import pause_process, resume_process
 
 def frame_files():
     return sorted(n for n in os.listdir({str(out)!r}) if n.startswith("frame_"))
@@ -409,34 +448,68 @@ def frame_files():
 def temp_files():
     return sorted(n for n in os.listdir({str(out)!r}) if n.endswith(".tmp"))
 
+# Drive the job until enough(frame files on disk) holds; return that count with the worker
+# stopped (SIGSTOP), or None when the job ended first. Events queue up while Blender handles
+# earlier ones (the styles event writes the style curves), so a render event says little about
+# how far a fast worker already is: the worker is stopped as soon as its styles are ready (before
+# it renders) and from then on runs only in short slices, its frames counted while it is stopped.
+def run_until_frames(job, enough):
+    pid, stopped = job.client.pid, False
+    while not job.finished:
+        event = job.client.wait(0 if stopped else 0.2)
+        if event is not None:
+            if not stopped and (event.get("event") == "styles" or event.get("stage") in ("style", "render")):
+                pause_process(pid)
+                stopped = True
+            job.handle(event)
+            continue
+        if stopped:
+            count = len(frame_files())
+            if enough(count):
+                return count
+            resume_process(pid)
+            time.sleep(0.002)
+            pause_process(pid)
+    return None
+
+# cancel once 4 frames are written: the worker is stopped, the cancel request waits in its pipe
 job = jobs.GenerateJob.start(bpy.context)
-drive_until(job, 4)
+cancel_at = run_until_frames(job, lambda count: count >= 4)
 job.cancel()
+resume_process(job.client.pid)
 jobs.run_blocking(job)
-emit(cancel_state=job.state, cancel_message=job.message, after_cancel=len(frame_files()),
+emit(cancel_at=cancel_at, cancel_state=job.state, cancel_message=job.message, after_cancel=len(frame_files()),
      temp_after_cancel=temp_files(), decoded=os.path.exists({str(out / "source_audio.wav")!r}))
 
+# kill the worker (stopped) once this run has written 2 more frames
 job = jobs.GenerateJob.start(bpy.context)
 pid = job.client.pid
-drive_until(job, 2)
+before_kill = len(frame_files())
+kill_at = run_until_frames(job, lambda count: count >= before_kill + 2)
 os.kill(pid, signal.SIGKILL)
 jobs.run_blocking(job)
-emit(kill_state=job.state, kill_message=job.message, after_kill=len(frame_files()),
-     temp_after_kill=temp_files(), track_state=scene.traeumer.tracks["Song"].state)
+emit(before_kill=before_kill, kill_at=kill_at, kill_state=job.state, kill_message=job.message,
+     after_kill=len(frame_files()), temp_after_kill=temp_files(),
+     track_state=scene.traeumer.tracks["Song"].state)
 
 job = jobs.GenerateJob.start(bpy.context)
 emit(new_worker=job.client.pid != pid)
 jobs.run_blocking(job)
 emit(final_state=job.state, final_message=job.message, result=job.result, final_frames=len(frame_files()))
 """, tmp_path / "run", timeout=600, env=cache_env)
+    # the cancel request reached the worker while frames were left to render
+    assert result["cancel_at"] is not None and 4 <= result["cancel_at"] < 24, result["cancel_at"]
     assert result["cancel_state"] == "CANCELLED", result["cancel_message"]
     assert "resumes" in result["cancel_message"]
     assert result["decoded"] is True
-    assert 4 <= result["after_cancel"] < 24 and result["temp_after_cancel"] == []
+    assert result["cancel_at"] <= result["after_cancel"] < 24 and result["temp_after_cancel"] == []
+    # the worker died with frames left to render, and wrote nothing after it was stopped
+    assert result["before_kill"] == result["after_cancel"]
+    assert result["kill_at"] is not None and result["after_cancel"] + 2 <= result["kill_at"] < 24, result["kill_at"]
     assert result["kill_state"] == "FAILED"
     assert "worker stopped unexpectedly" in result["kill_message"]
     assert result["track_state"] == "FAILED"
-    assert result["after_kill"] >= result["after_cancel"] and result["temp_after_kill"] == []
+    assert result["after_kill"] == result["kill_at"] and result["temp_after_kill"] == []
     assert result["new_worker"] is True
     assert result["final_state"] == "DONE", result["final_message"]
     assert result["final_frames"] == 24
@@ -452,12 +525,14 @@ def test_worker_lifecycle_ping_idle_timeout_disable_and_other_python(tmp_path):
     other_python.symlink_to(sys.executable)
     result = run_in_blender(SETUP.format(repo=str(REPO_ROOT)) + f"""
 import addon_utils
+from blender_support import torch_imported
 prefs = bpy.context.preferences.addons[module].preferences
 prefs.idle_timeout = 2.0
 client = worker_client.ensure_client("", 2.0)
 request = client.send("ping")
 pong = client.wait(30)
-emit(pong=pong, same=worker_client.ensure_client("", 2.0) is client, torch="torch" in sys.modules)
+emit(pong=pong, same=worker_client.ensure_client("", 2.0) is client, torch=torch_imported(),
+     worker_python=client.ready.get("python"), blender_python=sys.executable)
 events = []
 deadline = time.monotonic() + 30
 while time.monotonic() < deadline:
@@ -497,7 +572,8 @@ worker_client.stop_worker()
 """, tmp_path, timeout=300)
     assert result["pong"]["event"] == "pong"
     assert result["same"] is True, "the worker is kept alive between requests"
-    assert result["torch"] is False
+    assert result["worker_python"] == result["blender_python"], "an empty Worker Python means Blender's own Python"
+    assert result["torch"] is False, "Blender's own process never imports torch (nor tries to)"
     assert "bye" in result["idle_events"] and result["idle_events"][-1] == "exit"
     assert result["alive_after_idle"] is False
     assert result["stopped_on_disable"] is True

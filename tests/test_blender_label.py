@@ -22,7 +22,7 @@ def test_label_train_and_generate_with_the_trained_mapping(tmp_path):
     exported = tmp_path / "shared" / "exported.labels.npz"
     exported.parent.mkdir()
     result = run_in_blender(f"""
-import json, os
+import json, os, time
 import numpy as np
 from blender_support import enable_from_source, extension_module
 module = enable_from_source({str(REPO_ROOT)!r})
@@ -120,13 +120,30 @@ mapper_bytes = open(bpy.path.abspath(settings.mapper_file), "rb").read()
 params = dict(job.params, steps=100000)
 long_job = jobs.LabelJob.start(bpy.context, "label_train", lambda *a: "unexpected", **params)
 seen = []
+stopped_at = []
+from blender_support import pause_process, resume_process
+def stop_with_steps_left(job):
+    # The worker is stopped (SIGSTOP) at the first progress event, what it wrote before is read,
+    # and the job's state then says how far training got: the cancel that follows must find
+    # steps left (99,800 of them), whatever the machine's speed.
+    pause_process(job.client.pid)
+    time.sleep(0.2)
+    for queued in job.client.poll():
+        job.handle(queued)
+        if queued.get("event") == "progress":
+            seen.append(queued["done"])
+    stopped_at.append([job.state, seen[-1], job.total])
+    resume_process(job.client.pid)
 def on_event(job, event):
     if event.get("event") == "progress" and event.get("stage") == "train":
         seen.append(event["done"])
+        if not stopped_at:
+            stop_with_steps_left(job)
         job.cancel()
 jobs.run_blocking(long_job, on_event=on_event)
 emit(long_state=long_job.state, long_progress=seen[:1], long_total=long_job.total,
      mapper_kept=open(bpy.path.abspath(settings.mapper_file), "rb").read() == mapper_bytes)
+emit(stopped_at=stopped_at)
 
 # Generate the first labelled clip with it
 scene.traeumer.resolution = 32
@@ -191,6 +208,10 @@ emit(reopened=[len(scene.traeumer_label.pairs), scene.traeumer.mapper_path, scen
           f"zero-label {train['l1_zero_label']:.4f}; generated frames at the first clip's windows: "
           f"{result['generate_l1']:.4f}")
 
+    # the worker was stopped with training steps left, then cancelled
+    assert len(result["stopped_at"]) == 1
+    state_when_stopped, step_when_stopped, total_when_stopped = result["stopped_at"][0]
+    assert state_when_stopped == "RUNNING" and step_when_stopped < total_when_stopped == 100000
     assert result["long_state"] == "CANCELLED" and result["long_progress"] == [200]
     assert result["long_total"] == 100000 and result["mapper_kept"]
 

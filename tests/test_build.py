@@ -69,18 +69,20 @@ def test_bundle_manifest_sets_wheels_platforms_and_version_range(python, minimum
         assert data[key] == original[key]
 
 
-def _tiny_wheel(folder, name, requires=()):
-    """A minimal pure-Python wheel whose METADATA declares ``requires``."""
+def _tiny_wheel(folder, name, requires=(), tag="py3-none-any"):
+    """A minimal wheel (pure Python unless ``tag`` says otherwise) whose METADATA declares ``requires``."""
     import zipfile
     dist_info = f"{name}-1.0.dist-info"
     metadata = "Metadata-Version: 2.1\nName: {}\nVersion: 1.0\n{}".format(
         name, "".join(f"Requires-Dist: {r}\n" for r in requires))
+    purelib = "true" if tag == "py3-none-any" else "false"
     files = {f"{name}.py": "", f"{dist_info}/METADATA": metadata,
-             f"{dist_info}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
+             f"{dist_info}/WHEEL": f"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: {purelib}\nTag: {tag}\n"}
     files[f"{dist_info}/RECORD"] = "".join(f"{path},,\n" for path in [*files, f"{dist_info}/RECORD"])
-    with zipfile.ZipFile(folder / f"{name}-1.0-py3-none-any.whl", "w") as archive:
+    with zipfile.ZipFile(folder / f"{name}-1.0-{tag}.whl", "w") as archive:
         for path, text in files.items():
             archive.writestr(path, text)
+    return folder / f"{name}-1.0-{tag}.whl"
 
 
 @pytest.mark.parametrize("platform, wanted", [("windows-x64", "winonly"), ("linux-x64", "linuxonly"),
@@ -97,3 +99,33 @@ def test_dependency_markers_are_evaluated_for_the_target_platform(tmp_path, plat
                         *target.pip_target_args(), "app")
     assert result.returncode == 0, result.stderr[-2000:]
     assert sorted(p.name for p in out.iterdir()) == ["app-1.0-py3-none-any.whl", f"{wanted}-1.0-py3-none-any.whl"]
+
+
+@pytest.mark.blender
+@pytest.mark.parametrize("python", ["3.11", "3.13"])
+def test_platform_zip_for_each_blender_python_builds_and_validates(tmp_path, python):
+    """The per-build manifest of each Blender Python (3.13: Blender 5.1+) through Blender's own
+    builder (``blender_ext.py build --split-platforms``) and validator, from the running Python's
+    bpy (5.2's under .venv52). Stand-in wheels replace the download (torch for Python 3.13 comes
+    from PyTorch's index only): one pure, one for the target's platform and Python."""
+    import zipfile
+
+    abi = "cp" + python.replace(".", "")
+    folder = tmp_path / "wheels"
+    folder.mkdir()
+    wheels = [_tiny_wheel(folder, "standin"), _tiny_wheel(folder, "native", tag=f"{abi}-{abi}-manylinux_2_28_x86_64")]
+    target = build.Target("linux-x64", python=python)
+    zip_path = build.build_platform_zip(target, tmp_path / "dist", cache_root=tmp_path / "cache", wheels=wheels)
+    assert zip_path.name == f"traeumer-0.1.0-linux_x64-cpu-py{python.replace('.', '')}.zip"
+    with zipfile.ZipFile(zip_path) as archive:
+        names = archive.namelist()
+        manifest = tomllib.loads(archive.read("blender_manifest.toml").decode("utf-8"))
+    assert manifest["wheels"] == ["./wheels/" + wheel.name for wheel in wheels]
+    assert manifest["platforms"] == ["linux-x64"]
+    versions = build.PYTHON_TARGETS[python]
+    assert manifest["blender_version_min"] == versions["min"]
+    assert manifest.get("blender_version_max") == versions["max"]
+    assert {"wheels/" + wheel.name for wheel in wheels} <= set(names)
+    assert "LICENSES/THIRD-PARTY.md" in names and build.check_notices(zip_path) == []
+    assert not any(name.startswith((".venv", "tests/", "build_cache/")) for name in names)
+    assert "Success" in build.validate(zip_path)

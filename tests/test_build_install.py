@@ -30,6 +30,16 @@ pytestmark = [pytest.mark.blender, pytest.mark.slow]
 
 AUDIO = SHARED_AUDIO / "hr-savino-ocean.ogg"
 
+# The zip built here is the Python 3.11 one (Blender 4.2-5.0): Blender 5.1+ (Python 3.13) refuses
+# it, and its own zip needs torch's CPU wheel for Python 3.13, which comes from PyTorch's index
+# (not reachable from this project's machines). There the installed-zip tests are skipped; the
+# build tests still run with that Blender's builder, and test_build.py builds and validates a
+# Python 3.13 zip with stand-in wheels.
+needs_python_311_blender = pytest.mark.skipif(
+    sys.version_info[:2] != (3, 11),
+    reason="installs the Python 3.11 zip, which Blender 5.1+ (Python 3.13) refuses; no torch wheel "
+           "for Python 3.13 to build that Blender's zip")
+
 
 # --------------------------------------------------------------------------------------------
 # heavy: the linux-x64 CPU zip, built once per module
@@ -97,14 +107,14 @@ def _installed(zip_path: Path, user_dir: Path) -> dict:
     """Install + enable the zip in a fresh Blender user folder; return where things landed."""
     return run_in_blender(f"""
         import os, sys
-        from blender_support import install_zip, registered_names
+        from blender_support import install_zip, registered_names, torch_imported
         module = install_zip({str(zip_path)!r})
         version = "python{{}}.{{}}".format(*sys.version_info[:2])
         site = os.path.join(bpy.utils.user_resource("EXTENSIONS"), ".local", "lib", version, "site-packages")
         emit(module=module, site=site, ext_dir=os.path.dirname(sys.modules[module].__file__),
              site_listing=sorted(os.listdir(site)) if os.path.isdir(site) else [],
              site_on_path=site in sys.path, registered=registered_names(),
-             torch_in_blender="torch" in sys.modules, blender=bpy.app.version_string)
+             torch_in_blender=torch_imported(), blender=bpy.app.version_string)
     """, user_dir, timeout=600)
 
 
@@ -151,6 +161,7 @@ def test_second_build_uses_the_download_cache(linux_cpu_zip, tmp_path, capsys):
     assert again.name == linux_cpu_zip.name
 
 
+@needs_python_311_blender
 def test_installed_zip_runs_torch_from_its_wheels_in_a_python_without_torch(
         linux_cpu_zip, blender_like_python, tmp_path):
     installed = _installed(linux_cpu_zip, tmp_path / "installed")
@@ -199,6 +210,7 @@ print(json.dumps({
         "the worker's Python must not see the developer's venv"
 
 
+@needs_python_311_blender
 def test_generate_from_audio_end_to_end_with_the_installed_wheels(linux_cpu_zip, blender_like_python, tmp_path):
     """A user's first Generate: zip installed, a sound strip, the operator, frames on disk.
 

@@ -7,7 +7,7 @@ import zipfile
 
 import pytest
 
-from blender_harness import REPO_ROOT, SHARED_AUDIO, build_extension_zip, run_in_blender
+from blender_harness import REPO_ROOT, SHARED_AUDIO, TEST_WORKER_PYTHON, build_extension_zip, run_in_blender
 
 pytestmark = pytest.mark.blender
 
@@ -32,7 +32,7 @@ def test_manifest_and_zip_validate_with_blenders_validator(extension_zip):
 def test_zip_installs_enables_disables_and_uninstalls_cleanly(extension_zip, tmp_path):
     result = run_in_blender(f"""
         import addon_utils
-        from blender_support import install_zip, registered_names
+        from blender_support import install_zip, registered_names, torch_imported
         module = install_zip({str(extension_zip)!r})
         emit(installed=registered_names())
         addon_utils.disable(module, default_set=True)
@@ -43,7 +43,7 @@ def test_zip_installs_enables_disables_and_uninstalls_cleanly(extension_zip, tmp
         assert bpy.ops.extensions.package_uninstall(repo_index=repo_index, pkg_id="traeumer") == {{"FINISHED"}}
         emit(uninstalled=registered_names(),
              still_listed=module in bpy.context.preferences.addons,
-             torch_loaded="torch" in sys.modules)
+             torch_loaded=torch_imported())
     """, tmp_path)
     everything = {"classes": ["TRAEUMER_PT_generate", "TRAEUMER_OT_use_active_strip", "TRAEUMER_PG_settings"],
                   "operator": True, "scene_property": True}
@@ -65,6 +65,56 @@ def test_source_tree_runs_as_local_extension_repository(tmp_path):
     assert result["module"] == "bl_ext.traeumer_source.traeumer"
     assert result["registered"]["scene_property"] is True
     assert len(result["registered"]["classes"]) == 3
+
+
+def test_every_path_property_takes_a_blend_relative_path_without_a_warning(tmp_path):
+    """Blender 4.5+ warn ("does not support blend relative") when a path property without
+    PATH_SUPPORTS_BLEND_RELATIVE gets a "//" value: every file and folder property of the
+    extension (settings, tracks, labelling, preferences, operators) declares it."""
+    result = run_in_blender(f"""
+        import warnings
+        from blender_support import enable_from_source
+        module = enable_from_source({str(REPO_ROOT)!r})
+        scene = bpy.context.scene
+
+        def holders(data, depth=0):   # a property group and those it points to (one item per collection)
+            yield data
+            for prop in data.bl_rna.properties:
+                if depth < 3 and prop.type == "POINTER" and prop.identifier != "rna_type":
+                    value = getattr(data, prop.identifier)
+                    if isinstance(value, bpy.types.PropertyGroup):
+                        yield from holders(value, depth + 1)
+                elif depth < 3 and prop.type == "COLLECTION" and hasattr(getattr(data, prop.identifier), "add"):
+                    yield from holders(getattr(data, prop.identifier).add(), depth + 1)
+
+        def is_path(prop):
+            return prop.type == "STRING" and prop.subtype in ("FILE_PATH", "DIR_PATH")
+
+        stored = []
+        everything = [*holders(scene.traeumer), *holders(scene.traeumer_label),
+                      bpy.context.preferences.addons[module].preferences]
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            for holder in everything:
+                for prop in filter(is_path, holder.bl_rna.properties):
+                    setattr(holder, prop.identifier, "//somewhere/file")
+                    stored.append([type(holder).__name__ + "." + prop.identifier, getattr(holder, prop.identifier)])
+        operators = {{}}
+        for name in dir(bpy.ops.traeumer):
+            for prop in filter(is_path, getattr(bpy.ops.traeumer, name).get_rna_type().properties):
+                operators[name + "." + prop.identifier] = getattr(prop, "is_path_supports_blend_relative", None)
+        emit(stored=stored, warnings=[str(w.message) for w in caught], operators=operators,
+             version=list(bpy.app.version))
+    """, tmp_path)
+    assert result["warnings"] == []
+    stored = dict(result["stored"])
+    assert len(stored) >= 13 and set(stored.values()) == {"//somewhere/file"}
+    assert {"TRAEUMER_PG_settings.output_dir", "TRAEUMER_PG_track.styles_path", "TRAEUMER_AP_preferences.worker_python",
+            "TRAEUMER_PG_label_settings.mapper_file"} <= set(stored)
+    assert {"label_export.filepath", "label_import.filepath", "label_add_audio.directory"} <= set(result["operators"])
+    if tuple(result["version"]) >= (4, 5, 0):
+        assert all(result["operators"].values()), result["operators"]
+    assert "does not support blend relative" not in result["_output"]
 
 
 def test_strip_span_is_exact_at_fractional_frame_rates(extension_zip, tmp_path):
@@ -134,8 +184,10 @@ def test_saved_blend_reopens_with_settings(extension_zip, tmp_path):
 
 
 def test_engine_never_imports_bpy():
+    """Every engine module, imported by the Python that runs the worker (Blender's own, or the
+    test run's worker Python where Blender's has no torch)."""
     code = ("import sys, pkgutil, importlib, traeumer_blender\n"
             "for m in pkgutil.walk_packages(traeumer_blender.__path__, 'traeumer_blender.'):\n"
             "    if not m.name.endswith('__main__'): importlib.import_module(m.name)\n"
             "assert 'bpy' not in sys.modules, 'engine imported bpy'\n")
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO_ROOT, timeout=300)
+    subprocess.run([TEST_WORKER_PYTHON or sys.executable, "-c", code], check=True, cwd=REPO_ROOT, timeout=300)

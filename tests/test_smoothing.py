@@ -9,7 +9,6 @@ import pytest
 from traeumer_blender import layer_groups, smoothing, timing
 from traeumer_blender.errors import TraeumerError
 
-
 # ----------------------------------------------------------------------------- frame timing
 
 @pytest.mark.parametrize("text, expected", [

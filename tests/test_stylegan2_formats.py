@@ -8,11 +8,10 @@ import numpy as np
 import pytest
 import torch
 
+import stylegan2_fixtures as fx
 from traeumer_blender.errors import TraeumerError
 from traeumer_blender.stylegan2 import inspect_checkpoint, load_generator
 from traeumer_blender.stylegan2.reference import reference_mapping, reference_synthesis
-
-import stylegan2_fixtures as fx
 
 TOL = 1e-4
 

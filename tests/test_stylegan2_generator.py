@@ -6,12 +6,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from traeumer_blender.errors import TraeumerError
-from traeumer_blender.stylegan2 import inspect_checkpoint, load_generator
-from traeumer_blender.stylegan2 import generator as gen_mod
-from traeumer_blender.stylegan2.reference import reference_synthesis
-
 import stylegan2_fixtures as fx
+from traeumer_blender.errors import TraeumerError
+from traeumer_blender.stylegan2 import generator as gen_mod
+from traeumer_blender.stylegan2 import inspect_checkpoint, load_generator
+from traeumer_blender.stylegan2.reference import reference_synthesis
 
 
 @pytest.fixture(autouse=True)

@@ -45,9 +45,11 @@ EDITED_SUFFIX = "+edited"
 
 
 def render_batches(generator, layer_ws_for, indices, out_dir, resolution, batch, compression,
-                   report, tag: str, stage="render"):
-    """Render frames ``indices`` in batches, writing each PNG atomically with ``tag``. Returns
-    paths. Styles that are not finite numbers are refused before anything is written."""
+                   report, tag, stage="render"):
+    """Render frames ``indices`` in batches, writing each PNG atomically with its tag (``tag``: a
+    string, or a function of the frame index). Returns paths. Styles that are not finite numbers
+    are refused before their frame is written."""
+    tag_of = tag if callable(tag) else (lambda _index: tag)
     import torch
 
     written = []
@@ -71,7 +73,7 @@ def render_batches(generator, layer_ws_for, indices, out_dir, resolution, batch,
         pixels = _to_uint8_images(images)
         for index, image in zip(chunk, pixels):
             path = frame_path(out_dir, index)
-            png.write_png(path, image, compression, tag)
+            png.write_png(path, image, compression, tag_of(index))
             written.append(path)
         report(stage, min(first + batch, total), total)
     return written
@@ -158,10 +160,16 @@ def _render_frames(styles_path, frame_indices, ws_override, out_dir, model, devi
             f"{generator.source_id}")
     compression = png_compression if png_compression is not None else settings.get("png_compression", 6)
     tag = frames_tag(styles.fingerprint, styles.resolution, str(generator.precision), compression)
+    plain_tag = tag
     if override is not None:
-        tag += EDITED_SUFFIX
+        # a frame whose override equals its stored style (an edit undone) is a plain frame again
+        edited = {int(i) for i, row in zip(indices, override)
+                  if not np.array_equal(row, styles.layer_ws([int(i)])[0].astype(np.float32))}
+
+        def tag(index):
+            return plain_tag + EDITED_SUFFIX if int(index) in edited else plain_tag
     if only_missing:
-        keep = [not frame_is_kept(out_dir, i, styles.resolution, tag) for i in indices]
+        keep = [not frame_is_kept(out_dir, i, styles.resolution, plain_tag) for i in indices]
         indices = indices[np.asarray(keep, dtype=bool)] if len(indices) else indices
         if override is not None:
             override = override[np.asarray(keep, dtype=bool)]

@@ -31,12 +31,18 @@ from .frames import default_batch, frame_is_kept, frames_tag, render_batches, re
 from .layer_groups import DEFAULT_SMOOTHING_SECONDS, layer_groups
 from .mapping import Mapper, zero_label_mapper
 from .model_cache import get_encoder, get_generator
-from .output_folder import (STYLES_NAME, FolderLock, ensure_writable_folder, frame_names, frame_path,
-                            remove_partial_files)
-from .png import complete_png_tag
-from .style_edit import forget_edits
+from .output_folder import (
+    STYLES_NAME,
+    FolderLock,
+    ensure_writable_folder,
+    frame_names,
+    frame_path,
+    remove_partial_files,
+)
 from .paths import file_digest
+from .png import complete_png_tag
 from .progress import Reporter
+from .style_edit import forget_edits
 from .styles_file import STYLES_FORMAT, Styles, load_styles, save_styles
 
 

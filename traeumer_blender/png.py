@@ -9,8 +9,8 @@ job keeps only frames of its own settings.
 """
 
 import os
-import struct
 import secrets
+import struct
 import zlib
 
 import numpy as np

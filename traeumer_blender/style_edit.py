@@ -25,8 +25,8 @@ import numpy as np
 
 from .errors import TraeumerError
 from .layer_groups import GROUP_NAMES
-from .output_folder import FolderLock, frame_path
 from .npz_files import open_npz, parse_errors_as
+from .output_folder import FolderLock, frame_path
 from .png import write_atomic
 
 # principal components per group that become curves (Coarse PC 1 ... Fine PC 4)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from .generator import Generator, NOISE_SEED
+from .generator import NOISE_SEED, Generator
 from .network import GeneratorConfig
 
 DEFAULT_ID = "default:v1"

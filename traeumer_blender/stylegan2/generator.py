@@ -24,8 +24,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import TraeumerError
 from .. import paths
+from ..errors import TraeumerError
 from .network import GeneratorConfig, MappingNetwork, SynthesisNetwork
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
