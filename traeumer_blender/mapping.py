@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .errors import TraeumerError
-from .npz_files import open_npz
+from .npz_files import INTEGERS, MIB, NUMBERS, Member, open_npz, scalar_member, text_member
 
 FORMAT = "traeumer-mapper-1"
 KIND_TRAINED = "trained"
@@ -46,6 +46,19 @@ CLIP_HOP_SECONDS = 2.0
 # Standardising a dimension that barely moves would blow noise up to full scale: dimensions whose
 # spread is below this fraction of the typical (median) spread are scaled as if they had it.
 _MIN_RELATIVE_SCALE = 0.05
+# what a mapper file may hold (npz_files reads nothing else, and checks sizes before reading)
+MAX_W_DIM = 4096
+MAX_EMBEDDING_DIM = 8192
+_VECTOR_BYTES = 8 * max(MAX_W_DIM, MAX_EMBEDDING_DIM)
+MAPPER_MEMBERS = {
+    "weight": Member(NUMBERS, 2, 8 * MAX_W_DIM * MAX_EMBEDDING_DIM),
+    "bias": Member(NUMBERS, 1, _VECTOR_BYTES), "w_mean": Member(NUMBERS, 1, _VECTOR_BYTES),
+    "w_std": Member(NUMBERS, 1, _VECTOR_BYTES), "input_mean": Member(NUMBERS, 1, _VECTOR_BYTES),
+    "input_scale": Member(NUMBERS, 1, _VECTOR_BYTES),
+    "kind": text_member(64), "encoder_source_id": text_member(1024),
+    "generator_source_id": text_member(1024), "seed": scalar_member(INTEGERS),
+    "contrast": scalar_member(), "info_json": text_member(MIB // 4),
+}
 
 
 def standardisation(embeddings: np.ndarray):
@@ -187,24 +200,40 @@ class Mapper:
         np.savez(buffer, **arrays)
         write_atomic(path, buffer.getvalue())
 
+    def check_sizes(self, w_dim=None, embedding_dim=None, name="mapper"):
+        """Refuse a mapper whose w or embedding size is not the generator's / encoder's (one
+        clear line naming it); None skips. Call it when the mapper is loaded, before any work."""
+        problems = []
+        if w_dim is not None and self.w_dim != int(w_dim):
+            problems.append(f"makes {self.w_dim}-d ws but the generator's are {int(w_dim)}-d")
+        if embedding_dim is not None and self.embedding_dim != int(embedding_dim):
+            problems.append(f"reads {self.embedding_dim}-d embeddings but the encoder's are "
+                            f"{int(embedding_dim)}-d")
+        if problems:
+            raise TraeumerError(f"{name} {' and '.join(problems)}; train a mapper for this model "
+                                "or leave the mapper out")
+
     @classmethod
     def load(cls, path) -> "Mapper":
         path = os.fspath(path)
-        with open_npz(path, FORMAT, "mapper file") as data:
-            input_mean = data["input_mean"]
+        with open_npz(path, FORMAT, "mapper file", MAPPER_MEMBERS) as data:
+            weight = data.shape("weight")
+            if not (1 <= weight[0] <= MAX_W_DIM and 1 <= weight[1] <= MAX_EMBEDDING_DIM):
+                raise TraeumerError(f"{path} is a damaged mapper file: weight has shape {weight}")
+            input_mean = data.finite("input_mean")
             mapper = cls(
-                weight=data["weight"].astype(np.float64),
-                bias=data["bias"].astype(np.float64),
-                w_mean=data["w_mean"].astype(np.float64),
-                w_std=data["w_std"].astype(np.float64),
-                input_mean=input_mean.astype(np.float64) if input_mean.size else None,
-                input_scale=data["input_scale"].astype(np.float64) if input_mean.size else None,
-                kind=str(data["kind"]),
-                encoder_source_id=str(data["encoder_source_id"]),
-                generator_source_id=str(data["generator_source_id"]),
-                seed=int(data["seed"]),
-                contrast=float(data["contrast"]),
-                info=json.loads(str(data["info_json"])),
+                weight=data.finite("weight"),
+                bias=data.finite("bias"),
+                w_mean=data.finite("w_mean"),
+                w_std=data.finite("w_std"),
+                input_mean=input_mean if input_mean.size else None,
+                input_scale=data.finite("input_scale") if input_mean.size else None,
+                kind=data.text("kind"),
+                encoder_source_id=data.text("encoder_source_id"),
+                generator_source_id=data.text("generator_source_id"),
+                seed=data.integer("seed"),
+                contrast=data.number("contrast"),
+                info=json.loads(data.text("info_json")),
             )
         w_dim, embedding_dim = mapper.weight.shape
         shapes_ok = (mapper.bias.shape == (w_dim,) and mapper.w_mean.shape == (w_dim,)
@@ -214,6 +243,10 @@ class Mapper:
                            and mapper.input_scale.shape == (embedding_dim,))))
         if not shapes_ok:
             raise TraeumerError(f"{path} is a damaged mapper file (inconsistent shapes)")
+        if np.any(mapper.w_std < 0) or (mapper.input_scale is not None and np.any(mapper.input_scale <= 0)):
+            raise TraeumerError(f"{path} is a damaged mapper file (a negative or zero scale)")
+        if mapper.kind not in (KIND_TRAINED, KIND_ZERO_LABEL):
+            raise TraeumerError(f"{path} is a damaged mapper file (kind {mapper.kind!r})")
         return mapper
 
 
