@@ -36,7 +36,15 @@ import time
 import numpy as np
 
 from .errors import TraeumerError
-from .mapping import CLIP_HOP_SECONDS, Mapper, clip_embeddings, clip_window_centres, standardisation, zero_label_mapper
+from .mapping import (
+    CLIP_HOP_SECONDS,
+    Mapper,
+    check_output_file,
+    clip_embeddings,
+    clip_window_centres,
+    standardisation,
+    zero_label_mapper,
+)
 from .npz_files import GIB, INTEGERS, MIB, NUMBERS, TEXT, Member, open_npz
 from .png import encode_png, write_atomic
 
@@ -545,12 +553,14 @@ def train_from_label_file(labels_path, out_path, model="default", steps=30000, l
     """Load a label set, check it belongs to ``model``, train, write the mapper file."""
     from .model_cache import get_generator
 
+    check_output_file(out_path)
     labels = LabelSet.load(labels_path)
     generator = get_generator(model, device=device)
     labels.check_compatible(generator.source_id, None)
     w_mean, w_std = generator.w_stats()
     mapper, report = train_label_set(labels, w_mean, w_std, steps=steps, lr=lr, seed=seed,
                                      progress=progress, cancel=cancel)
+    check_output_file(out_path)
     mapper.save(out_path)
     report["out"] = os.path.abspath(os.fspath(out_path))
     return report
