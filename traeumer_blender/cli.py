@@ -311,6 +311,14 @@ def build_parser():
     return parser
 
 
+def _check_arguments(args):
+    """What can be refused before any work: a device this machine does not have."""
+    if getattr(args, "device", None) is not None:
+        from .devices import check_device
+
+        check_device(args.device)
+
+
 def _silence_native_stderr():
     """Keep Python's stderr, drop what C libraries write to file descriptor 2.
 
@@ -341,6 +349,7 @@ def main(argv=None) -> int:
         if not _debug():
             _silence_native_stderr()
         args = build_parser().parse_args(argv)
+        _check_arguments(args)
         return int(args.run(args) or 0)
     except (TraeumerError, UsageError) as error:
         print(f"error: {_one_line(error)}", file=sys.stderr)
