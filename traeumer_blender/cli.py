@@ -201,7 +201,10 @@ def _clock(seconds) -> str:
 def cmd_inspect_model(args):
     from .stylegan2 import inspect_checkpoint
 
-    info = dict(inspect_checkpoint(args.file))   # "default", or a file (what it is if not one)
+    path = args.file
+    if path != "default" and not os.path.lexists(path):
+        raise TraeumerError(f"model file not found: {path}")
+    info = dict(inspect_checkpoint(path))   # "default", or a file (a folder, FIFO ... is named)
     if args.json:
         json.dump(info, sys.stdout, default=str, sort_keys=True)
         sys.stdout.write("\n")
