@@ -202,9 +202,9 @@ def cmd_inspect_model(args):
     from .stylegan2 import inspect_checkpoint
 
     path = args.file
-    if not os.path.isfile(path):
+    if path != "default" and not os.path.lexists(path):
         raise TraeumerError(f"model file not found: {path}")
-    info = dict(inspect_checkpoint(path))
+    info = dict(inspect_checkpoint(path))   # "default", or a file (a folder, FIFO ... is named)
     if args.json:
         json.dump(info, sys.stdout, default=str, sort_keys=True)
         sys.stdout.write("\n")
@@ -289,7 +289,7 @@ def build_parser():
     tags.set_defaults(run=cmd_tags)
 
     inspect = commands.add_parser("inspect-model", help="describe a StyleGAN2 checkpoint")
-    inspect.add_argument("file")
+    inspect.add_argument("file", help="checkpoint file, or 'default' for the built-in generator")
     inspect.add_argument("--json", action="store_true")
     inspect.set_defaults(run=cmd_inspect_model)
 
