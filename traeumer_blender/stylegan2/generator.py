@@ -295,7 +295,9 @@ class Generator(nn.Module):
 def pick_device(device="auto") -> torch.device:
     if isinstance(device, torch.device):
         return device
-    device = str(device or "auto").lower()
+    from ..devices import check_device
+
+    device = check_device(device)   # a device this machine lacks: one clear line (worker too)
     if device == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
