@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import stat
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -33,6 +34,12 @@ _KAISER_BETA = 8.0
 _CUTOFF_FRACTION = 0.94
 # input frames decoded before a trimmed start (MP3 frames are 1152 samples)
 _DECODER_PRE_ROLL_FRAMES = 8192
+# sample rates a file may have (anything else is a damaged or hostile header)
+MIN_SAMPLE_RATE = 1000
+MAX_SAMPLE_RATE = 768000
+# largest sample magnitude accepted (full scale is 1; float files may exceed it a little, a
+# file with samples far above is mis-scaled, and 1e30 would overflow the encoder's spectrogram)
+MAX_PEAK = 100.0
 
 
 @dataclass(frozen=True)
@@ -46,15 +53,34 @@ class AudioInfo:
     format: str          # libsndfile's major format name, e.g. "MP3", "OGG", "WAV", "FLAC"
 
 
-def _check_path(path) -> Path:
+def check_audio_path(path) -> Path:
+    """The path of a non-empty regular file; judged by ``stat`` alone, so a FIFO or a device is
+    refused without being opened (opening a FIFO would wait for a writer)."""
     path = Path(os.fspath(path))
-    if not path.exists():
-        raise TraeumerError(f"audio file not found: {path}")
-    if path.is_dir():
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise TraeumerError(f"audio file not found: {path}") from None
+    except OSError as error:
+        raise TraeumerError(f"cannot read audio file {path}: {error.strerror}") from None
+    if stat.S_ISDIR(info.st_mode):
         raise TraeumerError(f"audio path is a folder, not a file: {path}")
-    if path.stat().st_size == 0:
+    if not stat.S_ISREG(info.st_mode):
+        raise TraeumerError(f"audio path is not a regular file (a pipe, socket or device): {path}")
+    if info.st_size == 0:
         raise TraeumerError(f"audio file is empty (0 bytes): {path}")
     return path
+
+
+def _check_header(sound: soundfile.SoundFile, path: Path) -> None:
+    """Refuse a header whose rate or channels no real recording has: decoding or resampling it
+    would allocate gigabytes (a 1 Hz file is resampled 16000-fold)."""
+    if sound.channels <= 0 or sound.samplerate <= 0:
+        raise TraeumerError(f"audio file {path} reports no channels or no sample rate")
+    if not MIN_SAMPLE_RATE <= sound.samplerate <= MAX_SAMPLE_RATE:
+        raise TraeumerError(
+            f"audio file {path} says its sample rate is {sound.samplerate} Hz; only "
+            f"{MIN_SAMPLE_RATE // 1000} kHz to {MAX_SAMPLE_RATE // 1000} kHz are supported (a damaged header?)")
 
 
 def _open(path: Path) -> soundfile.SoundFile:
@@ -70,12 +96,11 @@ def _open(path: Path) -> soundfile.SoundFile:
 
 def probe_audio(path) -> AudioInfo:
     """Duration, rate, channels and format of an audio file, without decoding it."""
-    path = _check_path(path)
+    path = check_audio_path(path)
     with _open(path) as sound:
+        _check_header(sound, path)
         frames = sound.frames
         sample_rate = sound.samplerate
-        if sample_rate <= 0 or sound.channels <= 0:
-            raise TraeumerError(f"audio file {path} reports no channels or no sample rate")
         return AudioInfo(
             duration=float(frames) / float(sample_rate),
             sample_rate=int(sample_rate),
@@ -164,7 +189,7 @@ def load_audio(path, sample_rate: int = DEFAULT_SAMPLE_RATE, start: float = 0.0,
     mid-stream (e.g. a truncated download) yields what could be decoded, with a warning in the
     log; a file that yields nothing raises ``TraeumerError``.
     """
-    path = _check_path(path)
+    path = check_audio_path(path)
     if not (isinstance(sample_rate, (int, np.integer)) and sample_rate > 0):
         raise TraeumerError(f"sample rate must be a positive integer, got {sample_rate!r}")
     if not math.isfinite(start) or start < 0:
@@ -173,7 +198,10 @@ def load_audio(path, sample_rate: int = DEFAULT_SAMPLE_RATE, start: float = 0.0,
         raise TraeumerError(f"audio duration must be >= 0 seconds, got {duration}")
 
     with _open(path) as sound:
+        _check_header(sound, path)
         rate_in = int(sound.samplerate)
+        # about 8 MiB of float32 per decoded block, whatever the number of channels
+        block_frames = max(4096, min(_BLOCK_FRAMES, (8 << 20) // (4 * sound.channels)))
         resampler = StreamingResampler(rate_in, sample_rate)
         up, down = (1, 1) if resampler.identity else (resampler.up, resampler.down)
         # output sample n is the song's 16 kHz sample round(start·rate) + n, whatever the input
@@ -232,13 +260,22 @@ def load_audio(path, sample_rate: int = DEFAULT_SAMPLE_RATE, start: float = 0.0,
         decoded_frames = 0
         while not done:
             try:
-                block = sound.read(_BLOCK_FRAMES, dtype="float32", always_2d=True)
+                block = sound.read(block_frames, dtype="float32", always_2d=True)
             except (soundfile.LibsndfileError, RuntimeError) as error:
                 log.warning("audio file %s breaks off after %.2f s (%s); using what was decoded",
                             path, (read_from + decoded_frames) / rate_in, error)
                 break
             if len(block) == 0:
                 break
+            peak = float(np.max(np.abs(block))) if block.size else 0.0
+            if not peak <= MAX_PEAK:   # also NaN
+                where = (read_from + decoded_frames) / rate_in
+                if not math.isfinite(peak):
+                    raise TraeumerError(f"audio file {path} has samples that are not finite numbers "
+                                        f"(NaN or infinity) after {where:.2f} s")
+                raise TraeumerError(
+                    f"audio file {path} has samples as large as {peak:.3g} after {where:.2f} s; full scale "
+                    f"is 1 and more than {MAX_PEAK:g} is refused (normalise the file first)")
             decoded_frames += len(block)
             mono = block.mean(axis=1) if block.shape[1] > 1 else block[:, 0]
             done = append(resampler.push(mono))

@@ -202,9 +202,9 @@ def cmd_inspect_model(args):
     from .stylegan2 import inspect_checkpoint
 
     path = args.file
-    if not os.path.isfile(path):
+    if path != "default" and not os.path.lexists(path):
         raise TraeumerError(f"model file not found: {path}")
-    info = dict(inspect_checkpoint(path))
+    info = dict(inspect_checkpoint(path))   # "default", or a file (a folder, FIFO ... is named)
     if args.json:
         json.dump(info, sys.stdout, default=str, sort_keys=True)
         sys.stdout.write("\n")
@@ -289,7 +289,7 @@ def build_parser():
     tags.set_defaults(run=cmd_tags)
 
     inspect = commands.add_parser("inspect-model", help="describe a StyleGAN2 checkpoint")
-    inspect.add_argument("file")
+    inspect.add_argument("file", help="checkpoint file, or 'default' for the built-in generator")
     inspect.add_argument("--json", action="store_true")
     inspect.set_defaults(run=cmd_inspect_model)
 
@@ -309,6 +309,14 @@ def build_parser():
     commands.add_parser("worker", help="background worker of the Blender extension (JSON lines)",
                         add_help=False)
     return parser
+
+
+def _check_arguments(args):
+    """What can be refused before any work: a device this machine does not have."""
+    if getattr(args, "device", None) is not None:
+        from .devices import check_device
+
+        check_device(args.device)
 
 
 def _silence_native_stderr():
@@ -341,6 +349,7 @@ def main(argv=None) -> int:
         if not _debug():
             _silence_native_stderr()
         args = build_parser().parse_args(argv)
+        _check_arguments(args)
         return int(args.run(args) or 0)
     except (TraeumerError, UsageError) as error:
         print(f"error: {_one_line(error)}", file=sys.stderr)

@@ -16,7 +16,7 @@ from .errors import TraeumerError
 from .model_cache import get_generator
 from .output_folder import FolderLock, ensure_writable_folder, frame_path
 from .progress import Reporter
-from .styles_file import load_styles
+from .styles_file import check_styles_fit, load_styles
 
 
 def default_batch(generator) -> int:
@@ -158,6 +158,7 @@ def _render_frames(styles_path, frame_indices, ws_override, out_dir, model, devi
         raise TraeumerError(
             f"styles were made with generator {styles.generator_source_id}, but {source} is "
             f"{generator.source_id}")
+    check_styles_fit(styles, generator, name=os.fspath(styles_path))
     compression = png_compression if png_compression is not None else settings.get("png_compression", 6)
     tag = frames_tag(styles.fingerprint, styles.resolution, str(generator.precision), compression)
     plain_tag = tag

@@ -36,8 +36,16 @@ import time
 import numpy as np
 
 from .errors import TraeumerError
-from .mapping import CLIP_HOP_SECONDS, Mapper, clip_embeddings, clip_window_centres, standardisation, zero_label_mapper
-from .npz_files import open_npz
+from .mapping import (
+    CLIP_HOP_SECONDS,
+    Mapper,
+    check_output_file,
+    clip_embeddings,
+    clip_window_centres,
+    standardisation,
+    zero_label_mapper,
+)
+from .npz_files import GIB, INTEGERS, MIB, NUMBERS, TEXT, Member, open_npz
 from .png import encode_png, write_atomic
 
 FORMAT = "traeumer-labels-1"
@@ -47,6 +55,12 @@ HOP_SECONDS = CLIP_HOP_SECONDS
 THUMBNAIL_SIZE = 64
 # "Suggest next clip" looks at clips starting every SUGGEST_STEP seconds of each file
 SUGGEST_STEP = 5.0
+# what a label set file may hold (npz_files reads nothing else, and checks sizes before reading)
+LABEL_SET_MEMBERS = {
+    "meta_json": Member(TEXT, 0, 256 * MIB), "embeddings": Member(NUMBERS, 2, 2 * GIB),
+    "window_pair": Member(INTEGERS, 1, 256 * MIB), "ws": Member(NUMBERS, 2, 512 * MIB),
+    "thumbnails": Member(INTEGERS, 4, 2 * GIB),
+}
 
 
 def _new_id() -> str:
@@ -227,12 +241,14 @@ class LabelSet:
     @classmethod
     def load(cls, path) -> "LabelSet":
         path = os.fspath(path)
-        with open_npz(path, FORMAT, "label set") as data:
-            meta = json.loads(str(data["meta_json"]))
-            embeddings = np.asarray(data["embeddings"], dtype=np.float32)
+        with open_npz(path, FORMAT, "label set", LABEL_SET_MEMBERS) as data:
+            meta = json.loads(data.text("meta_json"))
+            embeddings = data.finite("embeddings", np.float32)
             window_pair = np.asarray(data["window_pair"], dtype=np.int64)
-            ws = np.asarray(data["ws"], dtype=np.float32)
-            thumbnails = np.asarray(data["thumbnails"], dtype=np.uint8)
+            ws = data.finite("ws", np.float32)
+            thumbnails = data["thumbnails"]
+            if thumbnails.dtype != np.uint8:
+                raise TraeumerError(f"{path} is a damaged label set: thumbnails are {thumbnails.dtype}, not uint8")
             labels = cls(meta["generator_source_id"], meta["encoder_source_id"], meta["w_dim"],
                          meta["embedding_dim"], meta["window_seconds"],
                          generator_source=meta.get("generator_source", ""),
@@ -240,6 +256,8 @@ class LabelSet:
                          hop_seconds=meta.get("hop_seconds", HOP_SECONDS),
                          thumbnail_size=meta.get("thumbnail_size", THUMBNAIL_SIZE),
                          name=meta.get("name", ""))
+            if not all(math.isfinite(v) and v > 0 for v in (labels.window_seconds, labels.hop_seconds)):
+                raise TraeumerError(f"{path} is a damaged label set: window and hop must be positive seconds")
             labels.audio_files = [str(p) for p in meta.get("audio_files", [])]
             pairs = meta["pairs"]
             if not isinstance(pairs, list) or not all(isinstance(p, dict) and "id" in p for p in pairs):
@@ -535,12 +553,14 @@ def train_from_label_file(labels_path, out_path, model="default", steps=30000, l
     """Load a label set, check it belongs to ``model``, train, write the mapper file."""
     from .model_cache import get_generator
 
+    check_output_file(out_path)
     labels = LabelSet.load(labels_path)
     generator = get_generator(model, device=device)
     labels.check_compatible(generator.source_id, None)
     w_mean, w_std = generator.w_stats()
     mapper, report = train_label_set(labels, w_mean, w_std, steps=steps, lr=lr, seed=seed,
                                      progress=progress, cancel=cancel)
+    check_output_file(out_path)
     mapper.save(out_path)
     report["out"] = os.path.abspath(os.fspath(out_path))
     return report

@@ -29,6 +29,7 @@ encoder and of the generator they were made for; using one with another pair is 
 
 import io
 import json
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -36,7 +37,17 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .errors import TraeumerError
-from .npz_files import open_npz
+from .npz_files import (
+    INTEGERS,
+    MIB,
+    NUMBERS,
+    Member,
+    check_regular_file,
+    open_npz,
+    read_npy,
+    scalar_member,
+    text_member,
+)
 
 FORMAT = "traeumer-mapper-1"
 KIND_TRAINED = "trained"
@@ -46,6 +57,19 @@ CLIP_HOP_SECONDS = 2.0
 # Standardising a dimension that barely moves would blow noise up to full scale: dimensions whose
 # spread is below this fraction of the typical (median) spread are scaled as if they had it.
 _MIN_RELATIVE_SCALE = 0.05
+# what a mapper file may hold (npz_files reads nothing else, and checks sizes before reading)
+MAX_W_DIM = 4096
+MAX_EMBEDDING_DIM = 8192
+_VECTOR_BYTES = 8 * max(MAX_W_DIM, MAX_EMBEDDING_DIM)
+MAPPER_MEMBERS = {
+    "weight": Member(NUMBERS, 2, 8 * MAX_W_DIM * MAX_EMBEDDING_DIM),
+    "bias": Member(NUMBERS, 1, _VECTOR_BYTES), "w_mean": Member(NUMBERS, 1, _VECTOR_BYTES),
+    "w_std": Member(NUMBERS, 1, _VECTOR_BYTES), "input_mean": Member(NUMBERS, 1, _VECTOR_BYTES),
+    "input_scale": Member(NUMBERS, 1, _VECTOR_BYTES),
+    "kind": text_member(64), "encoder_source_id": text_member(1024),
+    "generator_source_id": text_member(1024), "seed": scalar_member(INTEGERS),
+    "contrast": scalar_member(), "info_json": text_member(MIB // 4),
+}
 
 
 def standardisation(embeddings: np.ndarray):
@@ -185,26 +209,45 @@ class Mapper:
         }
         buffer = io.BytesIO()
         np.savez(buffer, **arrays)
-        write_atomic(path, buffer.getvalue())
+        try:
+            write_atomic(path, buffer.getvalue())
+        except OSError as error:
+            raise TraeumerError(f"cannot write mapper file {os.fspath(path)}: {error.strerror}") from None
+
+    def check_sizes(self, w_dim=None, embedding_dim=None, name="mapper"):
+        """Refuse a mapper whose w or embedding size is not the generator's / encoder's (one
+        clear line naming it); None skips. Call it when the mapper is loaded, before any work."""
+        problems = []
+        if w_dim is not None and self.w_dim != int(w_dim):
+            problems.append(f"makes {self.w_dim}-d ws but the generator's are {int(w_dim)}-d")
+        if embedding_dim is not None and self.embedding_dim != int(embedding_dim):
+            problems.append(f"reads {self.embedding_dim}-d embeddings but the encoder's are "
+                            f"{int(embedding_dim)}-d")
+        if problems:
+            raise TraeumerError(f"{name} {' and '.join(problems)}; train a mapper for this model "
+                                "or leave the mapper out")
 
     @classmethod
     def load(cls, path) -> "Mapper":
         path = os.fspath(path)
-        with open_npz(path, FORMAT, "mapper file") as data:
-            input_mean = data["input_mean"]
+        with open_npz(path, FORMAT, "mapper file", MAPPER_MEMBERS) as data:
+            weight = data.shape("weight")
+            if not (1 <= weight[0] <= MAX_W_DIM and 1 <= weight[1] <= MAX_EMBEDDING_DIM):
+                raise TraeumerError(f"{path} is a damaged mapper file: weight has shape {weight}")
+            input_mean = data.finite("input_mean")
             mapper = cls(
-                weight=data["weight"].astype(np.float64),
-                bias=data["bias"].astype(np.float64),
-                w_mean=data["w_mean"].astype(np.float64),
-                w_std=data["w_std"].astype(np.float64),
-                input_mean=input_mean.astype(np.float64) if input_mean.size else None,
-                input_scale=data["input_scale"].astype(np.float64) if input_mean.size else None,
-                kind=str(data["kind"]),
-                encoder_source_id=str(data["encoder_source_id"]),
-                generator_source_id=str(data["generator_source_id"]),
-                seed=int(data["seed"]),
-                contrast=float(data["contrast"]),
-                info=json.loads(str(data["info_json"])),
+                weight=data.finite("weight"),
+                bias=data.finite("bias"),
+                w_mean=data.finite("w_mean"),
+                w_std=data.finite("w_std"),
+                input_mean=input_mean if input_mean.size else None,
+                input_scale=data.finite("input_scale") if input_mean.size else None,
+                kind=data.text("kind"),
+                encoder_source_id=data.text("encoder_source_id"),
+                generator_source_id=data.text("generator_source_id"),
+                seed=data.integer("seed"),
+                contrast=data.number("contrast"),
+                info=json.loads(data.text("info_json")),
             )
         w_dim, embedding_dim = mapper.weight.shape
         shapes_ok = (mapper.bias.shape == (w_dim,) and mapper.w_mean.shape == (w_dim,)
@@ -214,6 +257,10 @@ class Mapper:
                            and mapper.input_scale.shape == (embedding_dim,))))
         if not shapes_ok:
             raise TraeumerError(f"{path} is a damaged mapper file (inconsistent shapes)")
+        if np.any(mapper.w_std < 0) or (mapper.input_scale is not None and np.any(mapper.input_scale <= 0)):
+            raise TraeumerError(f"{path} is a damaged mapper file (a negative or zero scale)")
+        if mapper.kind not in (KIND_TRAINED, KIND_ZERO_LABEL):
+            raise TraeumerError(f"{path} is a damaged mapper file (kind {mapper.kind!r})")
         return mapper
 
 
@@ -340,16 +387,54 @@ def target_w_for_seed(generator, seed: int, truncation: float = 1.0) -> np.ndarr
     return np.asarray(ws, dtype=np.float64)[0, 0]
 
 
+_MAX_SEED = 2 ** 63 - 1
+# a w file holds one w, or one per layer ([n_latent, w_dim]) of which the first is used
+_W_FILE = Member(NUMBERS, None, 64 * MIB)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_pair(pair, where):
+    """Refuse a field of the wrong type or range, naming it (``where``: "pair 3 in FILE")."""
+    if not isinstance(pair, dict) or "audio" not in pair:
+        raise TraeumerError(f"{where} has no \"audio\"")
+    if not isinstance(pair["audio"], str) or not pair["audio"]:
+        raise TraeumerError(f"{where}: \"audio\" must be the path of a music file, not {pair['audio']!r}")
+    label_keys = [key for key in ("seed", "w", "w_file") if key in pair]
+    if len(label_keys) != 1:
+        raise TraeumerError(f"{where} needs exactly one of seed, w, w_file")
+    start = pair.get("start", 0.0)
+    if not _is_number(start) or start < 0:
+        raise TraeumerError(f"{where}: \"start\" must be a number of seconds >= 0, not {start!r}")
+    duration = pair.get("duration")
+    if duration is not None and (not _is_number(duration) or duration <= 0):
+        raise TraeumerError(f"{where}: \"duration\" must be a positive number of seconds, not {duration!r}")
+    truncation = pair.get("truncation", 1.0)
+    if not _is_number(truncation) or not 0.0 <= truncation <= 2.0:
+        raise TraeumerError(f"{where}: \"truncation\" must be a number from 0 to 2, not {truncation!r}")
+    if "seed" in pair:
+        seed = pair["seed"]
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= _MAX_SEED:
+            raise TraeumerError(f"{where}: \"seed\" must be a whole number from 0 to 2^63-1, not {seed!r}")
+    elif "w" in pair:
+        w = pair["w"]
+        if not isinstance(w, list) or not w or not all(_is_number(v) for v in w):
+            raise TraeumerError(f"{where}: \"w\" must be a list of finite numbers")
+    elif not isinstance(pair["w_file"], str) or not pair["w_file"]:
+        raise TraeumerError(f"{where}: \"w_file\" must be the path of a .npy file, not {pair['w_file']!r}")
+
+
 def read_pairs_file(path):
     """Labelled clips from JSON: {"pairs": [{"audio", "start", "duration", one of "seed" / "w" /
-    "w_file", optional "truncation"}]}; relative paths are relative to the JSON file."""
-    path = os.fspath(path)
+    "w_file", optional "truncation"}]}; relative paths are relative to the JSON file. Every
+    field is checked here, so a bad one is reported before any model is loaded."""
+    path = check_regular_file(path, "pairs file")
     try:
         with open(path, encoding="utf-8") as stream:
             document = json.load(stream)
-    except FileNotFoundError:
-        raise TraeumerError(f"pairs file not found: {path}") from None
-    except (OSError, ValueError, UnicodeDecodeError) as error:
+    except (OSError, ValueError, UnicodeDecodeError, RecursionError) as error:
         raise TraeumerError(f"pairs file {path} is not readable JSON ({type(error).__name__})") from None
     pairs = document.get("pairs") if isinstance(document, dict) else document
     if not isinstance(pairs, list) or not pairs:
@@ -357,17 +442,57 @@ def read_pairs_file(path):
     folder = os.path.dirname(os.path.abspath(path))
     clips = []
     for number, pair in enumerate(pairs, 1):
-        if not isinstance(pair, dict) or "audio" not in pair:
-            raise TraeumerError(f"pair {number} in {path} has no \"audio\"")
-        label_keys = [key for key in ("seed", "w", "w_file") if key in pair]
-        if len(label_keys) != 1:
-            raise TraeumerError(f"pair {number} in {path} needs exactly one of seed, w, w_file")
+        _check_pair(pair, f"pair {number} in {path}")
         clip = dict(pair)
         clip["audio"] = os.path.join(folder, pair["audio"])
         if "w_file" in pair:
             clip["w_file"] = os.path.join(folder, pair["w_file"])
         clips.append(clip)
     return clips
+
+
+def check_output_file(path, what="mapper file") -> str:
+    """Refuse, before any work, a file path that cannot be written: a folder, a missing folder,
+    a parent that is a file, a folder without write permission. Returns the path."""
+    path = os.fspath(path)
+    if not path:
+        raise TraeumerError(f"no {what} given")
+    if os.path.isdir(path):
+        raise TraeumerError(f"{what} {path} is a folder; give a file name (e.g. {os.path.join(path, 'mapper.npz')})")
+    if os.path.lexists(path) and not os.path.isfile(path):
+        raise TraeumerError(f"{what} {path} exists and is not a regular file")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        ancestor = folder
+        while not os.path.lexists(ancestor) and os.path.dirname(ancestor) != ancestor:
+            ancestor = os.path.dirname(ancestor)
+        if os.path.lexists(ancestor) and not os.path.isdir(ancestor):
+            raise TraeumerError(f"cannot write {what} {path}: {ancestor} is a file, not a folder")
+        raise TraeumerError(f"cannot write {what} {path}: folder {folder} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise TraeumerError(f"cannot write {what} {path}: folder {folder} is not writable")
+    return path
+
+
+def _target_w(clip, generator):
+    """The labelled w of a clip [w_dim]: from its seed, its "w" list or its .npy "w_file"."""
+    if "seed" in clip:
+        return target_w_for_seed(generator, clip["seed"], clip.get("truncation", 1.0))
+    if "w" in clip:
+        target = np.asarray(clip["w"], dtype=np.float64)
+    else:
+        target = np.asarray(read_npy(clip["w_file"], "w file", _W_FILE), dtype=np.float64)
+        if target.size == 0 or target.size % generator.w_dim:
+            raise TraeumerError(f"w file {clip['w_file']} holds an array of shape {target.shape}; it needs "
+                                f"{generator.w_dim} finite numbers (or [layers, {generator.w_dim}])")
+        target = target.reshape(-1, generator.w_dim)[0]
+        if not np.all(np.isfinite(target)):
+            raise TraeumerError(f"w file {clip['w_file']} holds values that are not finite numbers "
+                                "(NaN or infinity)")
+    if target.shape != (generator.w_dim,):
+        raise TraeumerError(f"target w of {clip['audio']} has shape {target.shape}, "
+                            f"the generator needs ({generator.w_dim},)")
+    return target
 
 
 def clip_embeddings(encoder, audio_path, start=0.0, duration=None, hop_seconds=CLIP_HOP_SECONDS):
@@ -402,35 +527,27 @@ def clip_embeddings(encoder, audio_path, start=0.0, duration=None, hop_seconds=C
 
 def train_from_pairs_file(pairs_path, out_path, model="default", encoder="default", steps=30000,
                           seed=0, device="auto", progress=None, cancel=None):
-    """Embed every labelled clip, fit Eq. 1, write the mapper. Returns a summary dict."""
+    """Embed every labelled clip, fit Eq. 1, write the mapper. Returns a summary dict.
+
+    The pairs, their target ws and the output path are checked before any clip is embedded."""
     from .model_cache import get_encoder, get_generator
 
+    check_output_file(out_path)
     clips = read_pairs_file(pairs_path)
     generator = get_generator(model, device=device)
+    targets = [_target_w(clip, generator) for clip in clips]
     music_encoder = get_encoder(encoder, device="cpu" if device == "auto" else device)
-    embeddings, targets = [], []
-    for clip in clips:
+    embeddings, repeated = [], []
+    for clip, target in zip(clips, targets):
         windows, _, _ = clip_embeddings(music_encoder, clip["audio"], clip.get("start", 0.0), clip.get("duration"))
-        if "seed" in clip:
-            target = target_w_for_seed(generator, clip["seed"], clip.get("truncation", 1.0))
-        elif "w" in clip:
-            target = np.asarray(clip["w"], dtype=np.float64)
-        else:
-            try:
-                target = np.load(clip["w_file"], allow_pickle=False)
-            except (OSError, ValueError) as error:
-                raise TraeumerError(f"cannot read w file {clip['w_file']} ({type(error).__name__})") from None
-            target = np.asarray(target, dtype=np.float64).reshape(-1, generator.w_dim)[0]
-        if target.shape != (generator.w_dim,):
-            raise TraeumerError(f"target w of {clip['audio']} has shape {target.shape}, "
-                                f"the generator needs ({generator.w_dim},)")
         embeddings.append(windows)
-        targets.append(np.repeat(target[None], len(windows), axis=0))
+        repeated.append(np.repeat(target[None], len(windows), axis=0))
     mu, sigma = generator.w_stats()
-    mapper, losses = train_mapper(np.concatenate(embeddings), np.concatenate(targets), mu, sigma,
+    mapper, losses = train_mapper(np.concatenate(embeddings), np.concatenate(repeated), mu, sigma,
                                   steps=steps, seed=seed, encoder_source_id=music_encoder.source_id,
                                   generator_source_id=generator.source_id, progress=progress,
                                   cancel=cancel)
+    check_output_file(out_path)
     mapper.save(out_path)
     return {"pairs": int(sum(len(e) for e in embeddings)), "clips": len(clips),
             "l1_before": losses[0], "l1_after": losses[-1]}

@@ -194,6 +194,7 @@ def _run_generate_locked(settings, report, started, fps, windows, audio_path, in
     if settings.mapper:
         mapper_file = Mapper.load(settings.mapper)
         mapper_file.check_compatible(None, generator.source_id, name=f"mapper {settings.mapper}")
+        mapper_file.check_sizes(generator.w_dim, name=f"mapper {settings.mapper}")
     audio_digest = file_digest(audio_path)
     mapper_digest = file_digest(settings.mapper) if settings.mapper else f"zero-label:{int(settings.seed)}"
     styles_fp, frames_fp = _fingerprints(

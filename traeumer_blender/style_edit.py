@@ -25,7 +25,7 @@ import numpy as np
 
 from .errors import TraeumerError
 from .layer_groups import GROUP_NAMES
-from .npz_files import open_npz, parse_errors_as
+from .npz_files import GIB, INTEGERS, KIB, MIB, NUMBERS, TEXT, Member, open_npz, parse_errors_as, scalar_member
 from .output_folder import FolderLock, frame_path
 from .png import write_atomic
 
@@ -126,8 +126,18 @@ def save_curves(path, names, groups, frame_start, baseline, applied, mean, basis
     write_atomic(path, buffer.getvalue())
 
 
+# the members load_curves reads (npz_files checks their sizes before reading them)
+CURVES_MEMBERS = {
+    "names": Member(TEXT, 1, 64 * KIB), "groups": Member(INTEGERS, 1, 64),
+    "frame_start": scalar_member(INTEGERS), "truncation": scalar_member(),
+    "baseline": Member(NUMBERS, 2, 4 * GIB), "applied": Member(NUMBERS, 2, 4 * GIB),
+    "mean": Member(NUMBERS, 2, 64 * MIB), "basis": Member(NUMBERS, 3, 256 * MIB),
+}
+
+
 def load_curves(path) -> dict:
-    with open_npz(path, CURVES_FORMAT, "curves file", missing_hint="generate the track again") as data:
+    with open_npz(path, CURVES_FORMAT, "curves file", CURVES_MEMBERS,
+                  missing_hint="generate the track again") as data:
         curves = {key: data[key] for key in data.files}
         curves["names"] = [str(name) for name in curves["names"]]
         curves["groups"] = [int(g) for g in curves["groups"]]

@@ -39,7 +39,8 @@ import numpy as np
 
 from .errors import TraeumerError
 from .layer_groups import GROUP_NAMES
-from .npz_files import open_npz
+from .mapping import MAX_EMBEDDING_DIM, MAX_W_DIM
+from .npz_files import GIB, INTEGERS, NUMBERS, Member, open_npz, scalar_member, text_member
 from .output_folder import FRAME_PATTERN
 from .png import write_atomic
 
@@ -116,30 +117,110 @@ def save_styles(path, styles: Styles) -> None:
     write_atomic(path, buffer.getvalue())
 
 
+# the members load_styles reads, with what each may hold; frame arrays are bounded by the
+# inflation limit of npz_files and by agreeing on the frame count (checked from their headers)
+_FRAME_ARRAY_BYTES = 8 * GIB
+MAX_LAYERS = 64
+MAX_RESOLUTION = 16384
+_TEXT_FIELDS = ("generator_source", "generator_source_id", "encoder_source", "encoder_source_id",
+                "mapper_kind", "mapper_source", "audio_path", "audio_digest", "fingerprint",
+                "smoothing_kind")
+STYLES_MEMBERS = {
+    "group_ws": Member(NUMBERS, 3, _FRAME_ARRAY_BYTES),
+    "raw_ws": Member(NUMBERS, 2, _FRAME_ARRAY_BYTES),
+    "embeddings": Member(NUMBERS, 2, _FRAME_ARRAY_BYTES),
+    "frame_times": Member(NUMBERS, 1, _FRAME_ARRAY_BYTES),
+    "layer_group": Member(INTEGERS, 1, 8 * MAX_LAYERS),
+    "layer_resolutions": Member(INTEGERS, 1, 8 * MAX_LAYERS),
+    "smoothing_seconds": Member(NUMBERS, 1, 8 * len(GROUP_NAMES)),
+    "fps_num": scalar_member(INTEGERS), "fps_den": scalar_member(INTEGERS),
+    "seed": scalar_member(INTEGERS), "resolution": scalar_member(INTEGERS),
+    "start": scalar_member(), "duration": scalar_member(), "truncation": scalar_member(),
+    "settings_json": text_member(256 * 1024),
+    **{name: text_member() for name in _TEXT_FIELDS},
+}
+
+
+def _check_frame_shapes(data, path):
+    """Every per-frame array has the same frame count and sane sizes; from the headers alone,
+    so nothing is read (or allocated) for a file that does not add up."""
+    frames, _, w_dim = data.shape("group_ws")
+    dim = data.shape("embeddings")[1]
+    expected = {"group_ws": (frames, len(GROUP_NAMES), w_dim), "raw_ws": (frames, w_dim),
+                "embeddings": (frames, dim), "frame_times": (frames,)}
+    for name, shape in expected.items():
+        if data.shape(name) != shape:
+            raise TraeumerError(f"{path} is a damaged styles.npz: {name} has shape {data.shape(name)}, "
+                                f"expected {shape}")
+    if not 1 <= w_dim <= MAX_W_DIM or not 1 <= dim <= MAX_EMBEDDING_DIM:
+        raise TraeumerError(f"{path} is a damaged styles.npz: {w_dim}-d ws and {dim}-d embeddings")
+
+
+def _checked_settings(text, path) -> dict:
+    settings = json.loads(text)
+    if not isinstance(settings, dict):
+        raise TraeumerError(f"{path} is a damaged styles.npz: settings_json is a "
+                            f"{type(settings).__name__}, not a JSON object")
+    compression = settings.get("png_compression", 6)
+    if isinstance(compression, bool) or not isinstance(compression, int) or not 0 <= compression <= 9:
+        raise TraeumerError(f"{path} is a damaged styles.npz: png_compression is {compression!r}, "
+                            "not a whole number from 0 to 9")
+    precision = settings.get("precision")
+    if precision is not None and not isinstance(precision, str):
+        raise TraeumerError(f"{path} is a damaged styles.npz: precision is {precision!r}")
+    return settings
+
+
 def load_styles(path) -> Styles:
-    """Read a styles.npz written by save_styles (no pickles)."""
+    """Read a styles.npz written by save_styles (no pickles; every value checked)."""
     path = os.fspath(path)
-    with open_npz(path, STYLES_FORMAT, "styles file") as data:
-        text = {name: str(data[name]) for name in (
-            "generator_source", "generator_source_id", "encoder_source", "encoder_source_id",
-            "mapper_kind", "mapper_source", "audio_path", "audio_digest", "fingerprint",
-            "smoothing_kind")}
+    with open_npz(path, STYLES_FORMAT, "styles file", STYLES_MEMBERS) as data:
+        _check_frame_shapes(data, path)
+        text = {name: data.text(name) for name in _TEXT_FIELDS}
+        fps_num, fps_den = data.integer("fps_num"), data.integer("fps_den")
+        if fps_num <= 0 or fps_den <= 0:
+            raise TraeumerError(f"{path} is a damaged styles.npz: frame rate {fps_num}/{fps_den}")
         styles = Styles(
-            group_ws=data["group_ws"], layer_group=data["layer_group"],
-            layer_resolutions=data["layer_resolutions"], raw_ws=data["raw_ws"],
-            embeddings=data["embeddings"], frame_times=data["frame_times"],
-            fps=Fraction(int(data["fps_num"]), int(data["fps_den"])),
-            start=float(data["start"]), duration=float(data["duration"]),
-            smoothing_seconds=tuple(float(v) for v in data["smoothing_seconds"]),
-            truncation=float(data["truncation"]), seed=int(data["seed"]),
-            resolution=int(data["resolution"]),
-            settings=json.loads(str(data["settings_json"])), **text)
+            group_ws=data.finite("group_ws", np.float32), layer_group=data["layer_group"].astype(np.int64),
+            layer_resolutions=data["layer_resolutions"].astype(np.int64),
+            raw_ws=data.finite("raw_ws", np.float32), embeddings=data.finite("embeddings", np.float32),
+            frame_times=data.finite("frame_times"), fps=Fraction(fps_num, fps_den),
+            start=data.number("start"), duration=data.number("duration"),
+            smoothing_seconds=tuple(float(v) for v in data.finite("smoothing_seconds")),
+            truncation=data.number("truncation"), seed=data.integer("seed"),
+            resolution=data.integer("resolution"),
+            settings=_checked_settings(data.text("settings_json"), path), **text)
     n_groups = len(GROUP_NAMES)
-    if (styles.group_ws.ndim != 3 or styles.group_ws.shape[1] != n_groups
-            or len(styles.frame_times) != len(styles.group_ws)
-            or styles.layer_group.max(initial=0) >= n_groups):
-        raise TraeumerError(f"{path} is a damaged styles.npz (inconsistent shapes)")
+    layer_group = styles.layer_group
+    problems = []
+    if not 1 <= len(layer_group) <= MAX_LAYERS or len(styles.layer_resolutions) != len(layer_group):
+        problems.append(f"{len(layer_group)} layer groups for {len(styles.layer_resolutions)} layers")
+    elif layer_group.min() < 0 or layer_group.max() >= n_groups:
+        problems.append(f"layer_group {layer_group.tolist()} is not within 0..{n_groups - 1}")
+    if len(styles.smoothing_seconds) != n_groups or min(styles.smoothing_seconds, default=0) < 0:
+        problems.append(f"smoothing_seconds {styles.smoothing_seconds}")
+    resolution = styles.resolution
+    if not 4 <= resolution <= MAX_RESOLUTION or resolution & (resolution - 1):
+        problems.append(f"resolution {resolution} is not a power of two from 4 to {MAX_RESOLUTION}")
+    if styles.start < 0 or styles.duration < 0:
+        problems.append(f"excerpt from {styles.start} s for {styles.duration} s")
+    if problems:
+        raise TraeumerError(f"{path} is a damaged styles.npz: {'; '.join(problems)}")
     return styles
+
+
+def check_styles_fit(styles: Styles, generator, name="styles.npz") -> None:
+    """Refuse styles the generator cannot render: another w size or number of w layers, or a
+    resolution above its own (one line; ``render_frames`` should call it after loading)."""
+    problems = []
+    if styles.group_ws.shape[2] != int(generator.w_dim):
+        problems.append(f"{styles.group_ws.shape[2]}-d ws (the generator's are {generator.w_dim}-d)")
+    if len(styles.layer_group) != int(generator.n_latent):
+        problems.append(f"{len(styles.layer_group)} w layers (the generator has {generator.n_latent})")
+    if styles.resolution > int(generator.resolution):
+        problems.append(f"{styles.resolution} px frames (the generator makes {generator.resolution} px)")
+    if problems:
+        raise TraeumerError(f"{name} does not fit this generator: it has {' and '.join(problems)}")
 
 
 def update_styles(styles_path, frame_indices, group_ws) -> list:

@@ -195,10 +195,11 @@ class AudioUnreadable(TraeumerError):
 def check_audio(path: str) -> None:
     """Fail early and precisely: a missing file is the user's, an undecodable one goes back to
     Blender, whose own decoder (FFmpeg) reads more formats than libsndfile (AAC in MP4 ...)."""
-    if not path or not os.path.isfile(path):
-        raise TraeumerError(f"audio file not found: {path or '(none)'}")
-    if os.path.getsize(path) == 0:
-        raise TraeumerError(f"audio file is empty (0 bytes): {path}")
+    if not path:
+        raise TraeumerError("audio file not found: (none)")
+    from .audio import check_audio_path
+
+    check_audio_path(path)
     import soundfile
 
     try:

@@ -36,6 +36,7 @@ import numpy as np
 import scipy.ndimage
 import torch
 
+from ..devices import check_device
 from ..errors import TraeumerError
 from .frontend import MelFrontEnd, zero_padded_segment
 
@@ -114,6 +115,9 @@ class Encoder:
         self.name = name
         self.source_id = source_id
         self.tag_names = list(MTAT_TAGS)                       # a copy callers may keep
+        if not isinstance(device, torch.device):
+            device = check_device(device)
+            device = "cpu" if device == "auto" else device
         self.device = torch.device(device)
         self.network = network.to(self.device).eval()
         self.frontend = frontend

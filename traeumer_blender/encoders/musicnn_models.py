@@ -414,20 +414,40 @@ def load_musicnn_network(name: str) -> tuple[TaggingNetwork, str]:
     if cached.is_file():
         try:
             state = torch.load(cached, map_location="cpu", weights_only=True)
+            if _first_not_finite(state) is not None:
+                raise ValueError("cached weights are not finite")
             network.load_state_dict(state)
         except Exception:  # a damaged or stale cache file is rebuilt, never trusted
             state = None
     if state is None:
         tensors = read_tf_checkpoint(str(folder) + "/")
+        bad = _first_not_finite(tensors)
+        if bad is not None:
+            raise TraeumerError(f"musicnn checkpoint {folder}: tensor {bad!r} holds NaN or infinite values "
+                                f"(a damaged installation: reinstall musicnn)")
         try:
             state = architecture.state_from_tf(tensors)
         except KeyError as missing:
             raise TraeumerError(f"musicnn checkpoint {folder} lacks tensor {missing}") from None
+        bad = _first_not_finite(state)
+        if bad is not None:   # e.g. a negative moving variance: its batch norm has no real scale
+            raise TraeumerError(f"musicnn checkpoint {folder}: converted tensor {bad!r} is not finite "
+                                f"(a damaged installation: reinstall musicnn)")
         network.load_state_dict(state)
         temporary = cached.with_suffix(f".tmp{id(state)}")
         torch.save(state, temporary)
         temporary.replace(cached)
     return network, content_id
+
+
+def _first_not_finite(tensors: dict):
+    """Name of the first floating-point tensor or array holding NaN/Inf (None if all are finite)."""
+    for key, value in tensors.items():
+        if isinstance(value, np.ndarray) and value.dtype.kind == "f" and not np.isfinite(value).all():
+            return key
+        if isinstance(value, torch.Tensor) and value.is_floating_point() and not torch.isfinite(value).all():
+            return key
+    return None
 
 
 def make_musicnn_encoder(name: str, device: str = "cpu") -> Encoder:

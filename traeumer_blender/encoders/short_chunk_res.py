@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import re
 from pathlib import Path
 
 import torch
@@ -19,6 +18,15 @@ import torch.nn.functional as F
 
 from ..errors import TraeumerError
 from ..paths import file_digest
+from ..stylegan2.untrusted import (
+    CheckpointError,
+    check_finite,
+    check_zip_expansion,
+    clean_text,
+    forbidden_global,
+    path_problem,
+    torch_load_refusal,
+)
 from .base import Encoder, TaggingNetwork
 from .frontend import MelFrontEnd, mel_filterbank_htk
 
@@ -117,21 +125,19 @@ def _load_checkpoint(path: Path) -> dict:
     """
     allowed: list = []
     for _ in range(8):
-        try:
-            with torch.serialization.safe_globals(allowed):
+        with torch.serialization.safe_globals(allowed):
+            try:
                 return torch.load(path, map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError as error:
-            match = re.search(r"GLOBAL ([\w.]+)", str(error))
-            name = match.group(1) if match else ""
-            if (not match or any(name == known for _, known in allowed)
-                    or name.split(".")[0] not in _METADATA_MODULES):
-                what = f"refers to {name}" if name else "holds objects other than tensors"
-                raise TraeumerError(f"{path} is not a plain weights file: it {what}; "
-                                    f"refused, since loading it could run code from the file") from None
-            allowed.append((_StandIn, name))
-        except (RuntimeError, EOFError, OSError, ValueError) as error:
-            raise TraeumerError(f"cannot read {path} as a PyTorch checkpoint: "
-                                f"{str(error).splitlines()[0] if str(error) else type(error).__name__}") from None
+            except pickle.UnpicklingError as error:
+                name = forbidden_global(path, error)     # whatever torch's wording
+                if (not name or any(name == known for _, known in allowed)
+                        or name.split(".")[0] not in _METADATA_MODULES):
+                    raise TraeumerError(f"{path}: {torch_load_refusal(path, error)}") from None
+            except (RuntimeError, EOFError, OSError, ValueError, KeyError, TypeError, IndexError,
+                    AttributeError, OverflowError, UnicodeDecodeError, MemoryError) as error:
+                raise TraeumerError(f"cannot read {path} as a PyTorch checkpoint: "
+                                    f"{clean_text(error) or type(error).__name__}") from None
+        allowed.append((_StandIn, name))
     raise TraeumerError(f"{path} refers to too many unknown classes to load safely")
 
 
@@ -148,8 +154,15 @@ def short_chunk_state_dict(checkpoint) -> dict[str, torch.Tensor]:
 
 def load_short_chunk_res(path, device: str = "cpu") -> Encoder:
     path = Path(os.fspath(path))
-    if not path.is_file():
+    problem = path_problem(path)
+    if problem == "no such file":
         raise TraeumerError(f"encoder checkpoint not found: {path}")
+    if problem:         # a folder, a FIFO (opening it would wait forever), a device file
+        raise TraeumerError(f"{path}: {problem}")
+    try:
+        check_zip_expansion(path)
+    except CheckpointError as error:
+        raise TraeumerError(f"{path}: {error}") from None
     tensors = short_chunk_state_dict(_load_checkpoint(path))
     network = ShortChunkCnnRes()
     expected = network.state_dict()
@@ -164,6 +177,17 @@ def load_short_chunk_res(path, device: str = "cpu") -> Encoder:
     if wrong:
         raise TraeumerError(f"{path}: tensor {wrong[0]!r} has shape {tuple(tensors[wrong[0]].shape)}, "
                             f"expected {tuple(expected[wrong[0]].shape)} (ShortChunkCNN_Res, 50 tags)")
+    fb = tensors.get("spec.mel_scale.fb")
+    for key in list(expected) + (["spec.mel_scale.fb"] if fb is not None else []):
+        value = tensors[key]
+        want_float = key not in expected or expected[key].is_floating_point()
+        if want_float and not value.is_floating_point():
+            raise TraeumerError(f"{path}: tensor {key!r} is {str(value.dtype).replace('torch.', '')}, "
+                                f"expected floating point")
+        try:
+            check_finite(value, f"tensor {key!r}")
+        except CheckpointError as error:   # NaN weights would give NaN tags and embeddings
+            raise TraeumerError(f"{path}: {error}") from None
     network.load_state_dict({key: tensors[key].float() if tensors[key].is_floating_point() else tensors[key]
                              for key in expected})
 

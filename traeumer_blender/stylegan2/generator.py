@@ -295,7 +295,9 @@ class Generator(nn.Module):
 def pick_device(device="auto") -> torch.device:
     if isinstance(device, torch.device):
         return device
-    device = str(device or "auto").lower()
+    from ..devices import check_device
+
+    device = check_device(device)   # a device this machine lacks: one clear line (worker too)
     if device == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -372,8 +374,10 @@ def pick_precision(G: Generator, device: torch.device, precision: str) -> str:
 def _read_checkpoint_file(path):
     """read_checkpoint with its failures as one user-facing line naming the file."""
     from .formats import CheckpointError, read_checkpoint
-    if not os.path.isfile(path):
-        raise TraeumerError(f"{path}: no such file")
+    from .untrusted import path_problem
+    problem = path_problem(path)
+    if problem:           # a folder, a FIFO (opening it would wait forever), a device file
+        raise TraeumerError(f"{path}: {problem}")
     try:
         return read_checkpoint(path)
     except CheckpointError as exc:
@@ -414,8 +418,10 @@ def inspect_checkpoint(source) -> dict:
     if isinstance(source, str) and source == "default":
         from .default import default_config
         cfg, info = default_config(), {"format": "default"}
+        note = "the built-in default generator: no file, untrained (seeded random weights shaped for abstract pictures)"
     else:
         cfg, _, info = _read_checkpoint_file(os.fspath(source))
+        note = None
     ch = cfg.channels
     runs, start = [], None
     res = cfg.resolutions
@@ -425,7 +431,7 @@ def inspect_checkpoint(source) -> dict:
         if i == len(res) - 1 or ch[res[i + 1]] != ch[r]:
             runs.append(f"{start}-{r}:{ch[r]}" if start != r else f"{r}:{ch[r]}")
             start = None
-    return {
+    described = {
         "format": info.get("format"),
         "resolution": cfg.resolution,
         "n_latent": cfg.n_latent,
@@ -437,3 +443,6 @@ def inspect_checkpoint(source) -> dict:
         "channels": dict(ch),
         "channels_summary": ", ".join(runs),
     }
+    if note:
+        described["note"] = note
+    return described

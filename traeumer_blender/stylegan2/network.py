@@ -146,6 +146,41 @@ class GeneratorConfig:
         return cls(**d)
 
 
+def canonical_shapes(cfg: GeneratorConfig) -> Dict[str, tuple]:
+    """Name -> shape of every parameter and buffer of the network for ``cfg`` (the layout in
+    the module docstring), computed without building it: a checkpoint's tensors are compared
+    with these before any memory is allocated for the network."""
+    shapes: Dict[str, tuple] = {}
+    if cfg.label_mode == "embed":
+        shapes["mapping.embed.weight"] = (cfg.embed_dim, cfg.c_dim)
+        shapes["mapping.embed.bias"] = (cfg.embed_dim,)
+    elif cfg.label_mode == "concat":
+        shapes["mapping.label_concat"] = (cfg.c_dim, cfg.z_dim)
+    dims = cfg.mapping_dims
+    for i in range(len(dims) - 1):
+        shapes[f"mapping.fc{i}.weight"] = (dims[i + 1], dims[i])
+        shapes[f"mapping.fc{i}.bias"] = (dims[i + 1],)
+    shapes["mapping.w_avg"] = (cfg.w_dim,)
+    ch = cfg.channels
+    shapes["synthesis.const"] = (ch[4], 4, 4)
+    for r in cfg.resolutions:
+        p = f"synthesis.b{r}"
+        convs = [("conv1", ch[r])] if r == 4 else [("conv0", ch[r // 2]), ("conv1", ch[r])]
+        for conv, cin in convs:
+            q = f"{p}.{conv}"
+            shapes[f"{q}.weight"] = (ch[r], cin, 3, 3)
+            shapes[f"{q}.affine.weight"] = (cin, cfg.w_dim)
+            shapes[f"{q}.affine.bias"] = (cin,)
+            shapes[f"{q}.noise_strength"] = ()
+            shapes[f"{q}.bias"] = (ch[r],)
+            shapes[f"{q}.noise_const"] = (r, r)
+        shapes[f"{p}.torgb.weight"] = (cfg.img_channels, ch[r], 1, 1)
+        shapes[f"{p}.torgb.affine.weight"] = (ch[r], cfg.w_dim)
+        shapes[f"{p}.torgb.affine.bias"] = (ch[r],)
+        shapes[f"{p}.torgb.bias"] = (cfg.img_channels,)
+    return shapes
+
+
 class Dense(nn.Module):
     """Fully connected layer with equalised learning rate: y = x @ (W*lr_mul/sqrt(in))^T + b*lr_mul."""
 

@@ -19,14 +19,35 @@ from __future__ import annotations
 
 import collections
 import io
+import math
 import pickle
+import warnings
 
 import numpy as np
 import torch
 
+from .untrusted import _torch_reason, check_view, code_refusal, forbidden_global
+
 
 class UnsafePickleError(pickle.UnpicklingError):
-    """The file asks for something outside the allow-list (usually: it wants to run code)."""
+    """The file asks for something outside the allow-list (usually: it wants to run code).
+
+    ``global_name`` is set when the file names a global (module.name) that is not allowed.
+    """
+
+    def __init__(self, message, global_name=None):
+        super().__init__(message)
+        self.global_name = global_name
+
+    def refusal(self) -> str:
+        """The one line shown for it: every refused global reads the same."""
+        if self.global_name:
+            return code_refusal(self.global_name)
+        return f"refused: the file builds an object other than weights ({self})"
+
+
+def forbidden(name: str) -> UnsafePickleError:
+    return UnsafePickleError(name, global_name=name)
 
 
 class Inert:
@@ -94,20 +115,29 @@ def _load_storage_bytes(blob):
     """Replacement for ``torch.storage._load_from_bytes`` (which uses weights_only=False)."""
     if not isinstance(blob, (bytes, bytearray)):
         raise UnsafePickleError("tensor storage is not a byte string")
+    blob = bytes(blob)
     try:
-        return torch.load(io.BytesIO(bytes(blob)), map_location="cpu", weights_only=True)
+        return torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        text = str(exc)
-        if "Unsupported global" in text or "Weights only load failed" in text:
-            name = text.split("GLOBAL", 1)[1].split()[0] if "GLOBAL" in text else "code"
-            raise UnsafePickleError(f"{name} inside a tensor storage") from None
-        raise
+        name = forbidden_global(blob, exc)
+        if name:
+            raise forbidden(name) from None
+        raise UnsafePickleError(f"a tensor storage that is not plain data ({_torch_reason(exc) or 'refused'})") from None
 
 
-def _rebuild_tensor(storage, *args):
+def _rebuild_tensor(storage, storage_offset=0, size=(), stride=(), *args):
+    """torch's _rebuild_tensor_v2, after checking the view fits its storage without repeating
+    values: a stride-0 view of one stored value claiming millions is refused here, before
+    anything could copy it."""
     if not isinstance(storage, (torch.storage.TypedStorage, torch.storage.UntypedStorage)):
         raise UnsafePickleError("tensor rebuilt from something that is not a storage")
-    return torch._utils._rebuild_tensor_v2(storage, *args)
+    with warnings.catch_warnings():         # TypedStorage is what these files hold
+        warnings.simplefilter("ignore", UserWarning)
+        typed = isinstance(storage, torch.storage.TypedStorage)
+        itemsize = storage.element_size() if typed else 1
+        nbytes = storage.nbytes()
+    check_view("a tensor in the file", nbytes, itemsize, storage_offset, size, stride)
+    return torch._utils._rebuild_tensor_v2(storage, storage_offset, tuple(size), tuple(stride), *args)
 
 
 def _rebuild_parameter(data, requires_grad=False, backward_hooks=None, *state):
@@ -123,7 +153,7 @@ def _reconstructor(cls, base, state=None):
         return obj
     if cls in (dict, collections.OrderedDict, list, set, tuple):
         return cls() if state is None else cls(state)
-    raise UnsafePickleError(f"copyreg._reconstructor for {cls!r}")
+    raise UnsafePickleError(f"copyreg._reconstructor for {getattr(cls, '__name__', type(cls).__name__)}")
 
 
 _TORCH_DTYPES = {name for name in dir(torch) if isinstance(getattr(torch, name, None), torch.dtype)}
@@ -144,7 +174,7 @@ class RestrictedUnpickler(pickle.Unpickler):
         if key == ("torch_utils.persistence", "_reconstruct_persistent_obj"):
             return PersistentObject
         if module == "torch_utils.persistence" and name == "_reconstruct_persistent_class":
-            raise UnsafePickleError("torch_utils.persistence._reconstruct_persistent_class")
+            raise forbidden("torch_utils.persistence._reconstruct_persistent_class")
         if key in {("dnnlib.util", "EasyDict"), ("dnnlib", "EasyDict")}:
             return EasyDict
         if key == ("dnnlib.tflib.network", "Network"):
@@ -174,19 +204,41 @@ class RestrictedUnpickler(pickle.Unpickler):
         if key == ("_codecs", "encode"):
             return _codecs_encode
         if key in _NUMPY_NAMES:
-            mod = np.core.multiarray if "multiarray" in module else np
-            if name == "_frombuffer":
-                return _np_frombuffer
-            return getattr(mod, name)
+            return {"_frombuffer": _np_frombuffer, "_reconstruct": _np_reconstruct, "dtype": _np_dtype,
+                    "ndarray": np.ndarray, "scalar": _np_scalar}[name]
         if module.startswith("torch.nn.modules.") or module.startswith("torch.nn.parameter"):
             return _inert_class(f"{module}.{name}")  # container modules record their state only
-        raise UnsafePickleError(f"{module}.{name}")
+        raise forbidden(f"{module}.{name}")
 
 
 def _codecs_encode(text, encoding="utf-8", errors="strict"):
     if not isinstance(text, str):
         raise UnsafePickleError("_codecs.encode on a non-string")
     return text.encode(encoding, errors)
+
+
+def _np_dtype(spec, align=False, copy=False):
+    """numpy.dtype for plain numbers only: object, structured and text arrays are refused."""
+    if not isinstance(spec, str):
+        raise UnsafePickleError("a numpy dtype named by something other than text")
+    dtype = np.dtype(spec)
+    if dtype.kind not in "biufc" or dtype.fields is not None or dtype.subdtype is not None:
+        raise UnsafePickleError(f"a numpy array of {dtype.name} (only numbers are weights)")
+    return np.dtype(spec, align=bool(align), copy=bool(copy))
+
+
+def _np_reconstruct(cls, shape, dtype_code):
+    """numpy's pickled arrays start empty ((0,) of dtype 'b') and get their data from BUILD."""
+    if cls is not np.ndarray or not isinstance(shape, tuple) or math.prod(
+            int(s) if isinstance(s, int) else 2 for s in shape) > 1:
+        raise UnsafePickleError("a numpy array reconstructed other than numpy writes it")
+    return np.core.multiarray._reconstruct(cls, shape, dtype_code)
+
+
+def _np_scalar(dtype, data=None):
+    if not isinstance(dtype, np.dtype) or not isinstance(data, (bytes, type(None))):
+        raise UnsafePickleError("a numpy scalar that is not a plain number")
+    return np.core.multiarray.scalar(dtype, data) if data is not None else np.core.multiarray.scalar(dtype)
 
 
 def _np_frombuffer(buf, dtype, shape, order):
