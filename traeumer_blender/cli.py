@@ -100,6 +100,22 @@ def _add_generate_options(parser, audio_required=True):
     parser.add_argument("--precision", default="auto", help="auto, fp32, fp16, bf16")
     parser.add_argument("--batch", type=int, default=None, help="frames per generator call")
     parser.add_argument("--styles-only", action="store_true", help="write styles.npz, render no frames")
+    motion = parser.add_argument_group("musical motion (beats, onsets and sections; on by default)")
+    motion.add_argument("--pulse", default=None, metavar="C,M,F",
+                        help="pulse amount of the coarse,middle,fine layers, 0..1 (default 0,0.6,0.8)")
+    motion.add_argument("--pulse-bands", default=None, metavar="B,B,B",
+                        help="band driving each group: full, low, mid or high (default low,low,high)")
+    motion.add_argument("--pulse-direction", choices=("hit", "leading"), default=None,
+                        help="toward a seeded hit style, or along the track's leading style direction")
+    motion.add_argument("--attack", type=float, default=None, help="pulse attack (s, default 0.01)")
+    motion.add_argument("--release", type=float, default=None, help="pulse release (s, default 0.2)")
+    motion.add_argument("--power", type=float, default=None, help="pulse shaping power (default 2)")
+    motion.add_argument("--no-cuts", action="store_true", help="smooth across section boundaries")
+    motion.add_argument("--crossfade", type=float, default=None, help="crossfade at a cut (s, default 0.25)")
+    motion.add_argument("--hold", choices=("none", "beat", "bar"), default=None,
+                        help="hold the look per beat or per bar (default none)")
+    motion.add_argument("--no-motion", action="store_true",
+                        help="no pulse, no cuts, no hold: the paper's smoothing alone")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
 
 
@@ -111,7 +127,27 @@ def _settings_from(args, audio, out):
         fps=args.fps, start=args.start, duration=args.duration, seed=args.seed,
         truncation=args.truncation, smoothing=args.smoothing, smoothing_kind=args.window,
         resolution=args.resolution, device=args.device, precision=args.precision,
-        batch=args.batch, styles_only=args.styles_only)
+        batch=args.batch, styles_only=args.styles_only, motion=_motion_from(args))
+
+
+def _motion_from(args):
+    """MotionSettings from the motion options (one clear line for a bad one)."""
+    from .motion import MOTION_OFF, MotionSettings, parse_amounts, parse_bands
+
+    if args.no_motion:
+        return MOTION_OFF
+    changes = {}
+    if args.pulse is not None:
+        changes["pulse_amounts"] = parse_amounts(args.pulse)
+    if args.pulse_bands is not None:
+        changes["pulse_bands"] = parse_bands(args.pulse_bands)
+    for name, key in (("pulse_direction", "direction"), ("attack", "attack"), ("release", "release"),
+                      ("power", "power"), ("crossfade", "crossfade"), ("hold", "hold")):
+        if getattr(args, name) is not None:
+            changes[key] = getattr(args, name)
+    if args.no_cuts:
+        changes["cuts"] = False
+    return MotionSettings(**changes).checked()
 
 
 def _run_generate(settings, quiet):

@@ -232,9 +232,10 @@ def parse_errors_as(message: str):
 
 
 @contextlib.contextmanager
-def open_npz(path, file_format: str, what: str, members: dict, missing_hint: str = ""):
+def open_npz(path, file_format, what: str, members: dict, missing_hint: str = ""):
     """Yield the ``members`` (name -> Member) of one of our .npz files whose ``format`` is
-    ``file_format`` as an ``NpzMembers``; members the format does not name are never read.
+    ``file_format`` (or one of a tuple of formats: older versions a reader still accepts) as an
+    ``NpzMembers``; members the format does not name are never read.
 
     ``what`` names the kind of file in messages ("mapper file"). Convert the fields inside the
     ``with`` block: an error there is reported like a damaged file.
@@ -244,8 +245,10 @@ def open_npz(path, file_format: str, what: str, members: dict, missing_hint: str
     with parse_errors_as(f"{path} is not a TräumerAI {what}"):
         with zipfile.ZipFile(path) as archive:
             data = NpzMembers(archive, path, what, members)
-            if "format" not in data or data.text("format") != file_format:
-                raise ValueError(f"format is not {file_format}")
+            accepted = (file_format,) if isinstance(file_format, str) else tuple(file_format)
+            if "format" not in data or data.text("format") not in accepted:
+                raise ValueError(f"format is not {' or '.join(accepted)}")
+            data.format = data.text("format")
             yield data
 
 

@@ -29,7 +29,8 @@ from . import smoothing, timing
 from .errors import TraeumerError
 from .frames import default_batch, frame_is_kept, frames_tag, render_batches, render_resolution
 from .layer_groups import DEFAULT_SMOOTHING_SECONDS, layer_groups
-from .mapping import Mapper, zero_label_mapper
+from .mapping import Mapper, target_w_for_seed, zero_label_mapper
+from .motion import HIT_SEED_OFFSET, MotionSettings, move_styles
 from .model_cache import get_encoder, get_generator
 from .output_folder import (
     STYLES_NAME,
@@ -43,7 +44,11 @@ from .paths import file_digest
 from .png import complete_png_tag
 from .progress import Reporter
 from .style_edit import forget_edits
-from .styles_file import STYLES_FORMAT, Styles, load_styles, save_styles
+from .styles_file import ENVELOPE_BANDS, MotionRecord, Styles, load_styles, save_styles
+
+# what the styles' maths is: part of every styles fingerprint (styles without motion keep the
+# fingerprint, and so the frame tags, they had before motion existed)
+STYLES_MATHS = "traeumer-styles-1"
 
 
 @dataclass
@@ -67,6 +72,7 @@ class GenerateSettings:
     styles_only: bool = False       # write styles.npz, render nothing
     label: object = None            # class label of a conditional generator
     png_compression: int = 6
+    motion: MotionSettings = field(default_factory=MotionSettings)   # pulse, cuts, hold (motion.py)
 
 
 @dataclass
@@ -106,6 +112,11 @@ def _check_settings(settings: GenerateSettings):
         raise TraeumerError("resolution must be a power of two (e.g. 64, 256, 1024)")
     if not 0 <= int(settings.png_compression) <= 9:
         raise TraeumerError("PNG compression must be between 0 and 9")
+    if isinstance(settings.motion, dict):
+        settings.motion = MotionSettings.from_record(settings.motion)
+    elif settings.motion is None:
+        settings.motion = MotionSettings()
+    settings.motion = settings.motion.checked()
     return fps, windows
 
 
@@ -122,8 +133,10 @@ def _fingerprints(settings, fps, windows, start, duration, audio_digest, generat
         "seed": int(settings.seed), "truncation": float(settings.truncation), "smoothing": list(windows),
         "smoothing_kind": settings.smoothing_kind, "generator": generator.source_id,
         "encoder": encoder_id, "embedding_method": EMBEDDING_METHOD, "mapper": mapper_digest,
-        "label": settings.label, "format": STYLES_FORMAT,
+        "label": settings.label, "format": STYLES_MATHS,
     }
+    if not settings.motion.off:
+        styles_inputs["motion"] = settings.motion.record()
     styles_fp = _digest_json(styles_inputs)
     return styles_fp, frames_tag(styles_fp, resolution, str(generator.precision), int(settings.png_compression))
 
@@ -287,9 +300,14 @@ def _compute_styles(settings, generator, fps, windows, duration, n_frames, info,
                                    generator_source_id=generator.source_id)
     raw_ws = mapper.map(embeddings, fps=fps)
     layer_group = layer_groups(generator.layer_resolutions)
-    group_ws = smoothing.smooth_groups(raw_ws, fps, windows, settings.smoothing_kind)
-    if float(settings.truncation) != 1.0:
-        group_ws = _truncate(generator, group_ws, float(settings.truncation))
+    motion = None
+    if settings.motion.off:
+        group_ws = smoothing.smooth_groups(raw_ws, fps, windows, settings.smoothing_kind)
+        if float(settings.truncation) != 1.0:
+            group_ws = _truncate(generator, group_ws, float(settings.truncation))
+    else:
+        group_ws, motion = _moved_styles(settings, generator, encoder, audio, audio_start, duration, fps,
+                                         windows, raw_ws, embeddings, report)
     report("style", 1, 1)
     settings_record = {k: (v if isinstance(v, (str, int, float, bool, type(None), list, tuple)) else str(v))
                        for k, v in asdict(settings).items()}
@@ -308,7 +326,40 @@ def _compute_styles(settings, generator, fps, windows, duration, n_frames, info,
         encoder_source=_source_text(settings.encoder), encoder_source_id=encoder.source_id,
         mapper_kind=mapper.kind, mapper_source=_source_text(settings.mapper or ""),
         audio_path=os.path.abspath(audio_path), audio_digest=audio_digest,
-        settings=settings_record, fingerprint="")
+        settings=settings_record, fingerprint="", motion=motion)
+
+
+def _moved_styles(settings, generator, encoder, audio, audio_start, duration, fps, windows, raw_ws,
+                  embeddings, report):
+    """Analysis, then smoothing with cuts, truncation, hold and pulse: (group ws, MotionRecord)."""
+    from . import analysis as music
+
+    report.check()
+    frame_times = timing.frame_times(len(raw_ws), fps, offset_seconds=settings.start)
+    heard = music.analyze(audio, encoder.sample_rate, audio_start, float(settings.start), float(duration),
+                          embeddings=embeddings, embedding_times=frame_times, encoder=encoder)
+    psi = float(settings.truncation)
+
+    def truncate(group_ws):
+        return _truncate(generator, group_ws, psi) if psi != 1.0 else group_ws
+
+    hit_w = None
+    if settings.motion.direction == "hit" and settings.motion.pulsing:
+        hit_w = target_w_for_seed(generator, int(settings.seed) + HIT_SEED_OFFSET, psi)
+    group_ws, moved = move_styles(raw_ws, fps, windows, settings.smoothing_kind, frame_times, heard,
+                                  settings.motion, truncate, hit_w=hit_w)
+    bands = tuple(b for b in ENVELOPE_BANDS if b in moved.pulses)
+    pulse = (np.stack([moved.pulses[b] for b in bands], axis=1) if bands
+             else np.zeros((len(raw_ws), 0)))
+    envelopes = np.stack([np.asarray(heard.envelopes[b], dtype=np.float32) for b in ENVELOPE_BANDS])
+    record = MotionRecord(
+        settings=settings.motion.record(), pulse_bands=bands, pulse=pulse,
+        pulse_targets=moved.targets if moved.targets is not None else np.zeros(group_ws.shape[1:]),
+        base_group_ws=moved.base_group_ws if moved.base_group_ws is not None else group_ws,
+        cut_frames=moved.cuts, analysis=heard.to_json(envelopes=False),
+        beats=np.asarray(heard.beats, dtype=np.float64), downbeats=np.asarray(heard.downbeats, dtype=np.float64),
+        envelopes=envelopes)
+    return group_ws, record
 
 
 def _source_text(source):

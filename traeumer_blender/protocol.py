@@ -113,6 +113,8 @@ REQUEST_FIELDS = {
         "encoder": _text("default"), "resolution": Field("int", None),
         "smoothing": Field("floats", length=3), "truncation": Field("float"), "seed": Field("int"),
         "device": _text(),
+        # MotionSettings.record() (motion.py); null: the defaults (pulse and cuts on)
+        "motion": Field("object", None),
     },
     UPDATE: {"styles_path": _text(), "edits_path": _text(), "device": _text()},
     LABEL_CANDIDATES: {

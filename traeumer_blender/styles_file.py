@@ -44,7 +44,51 @@ from .npz_files import GIB, INTEGERS, NUMBERS, Member, open_npz, scalar_member, 
 from .output_folder import FRAME_PATTERN
 from .png import write_atomic
 
-STYLES_FORMAT = "traeumer-styles-1"
+STYLES_FORMAT = "traeumer-styles-2"
+# version 1 has no motion: it loads as styles without pulse or cuts and renders as before
+READABLE_STYLES_FORMATS = ("traeumer-styles-1", STYLES_FORMAT)
+
+
+@dataclass
+class MotionRecord:
+    """What musical motion did to a track (``motion.py``); None in styles without motion.
+
+    ``settings``: MotionSettings.record(). ``pulse`` [N, B]: the shaped pulse of each band in
+    ``pulse_bands`` at each frame. ``pulse_targets`` [3, D]: where each group's pulse moves its
+    style. ``base_group_ws`` [N, 3, D]: the styles before the pulse (smoothing with cuts,
+    truncation, hold), so an edited pulse curve can be applied again. ``cut_frames``: frames that
+    begin a section. ``analysis``: the analysis as JSON (tempo, sections with tags, envelope rate
+    and start), with ``beats``, ``downbeats`` and ``envelopes`` [4, M] (bands ``ENVELOPE_BANDS``).
+    """
+
+    settings: dict
+    pulse_bands: tuple
+    pulse: np.ndarray
+    pulse_targets: np.ndarray
+    base_group_ws: np.ndarray
+    cut_frames: np.ndarray
+    analysis: dict
+    beats: np.ndarray
+    downbeats: np.ndarray
+    envelopes: np.ndarray
+
+    @property
+    def section_starts(self) -> list:
+        return [float(section["start"]) for section in self.analysis.get("sections", [])]
+
+    def pulse_weights(self, amounts=None) -> np.ndarray:
+        """[N, 3]: amount × pulse of each group's band (``amounts`` override the settings')."""
+        amounts = self.settings["pulse_amounts"] if amounts is None else amounts
+        columns = []
+        for g, band in enumerate(self.settings["pulse_bands"]):
+            if band in self.pulse_bands:
+                columns.append(float(amounts[g]) * self.pulse[:, list(self.pulse_bands).index(band)])
+            else:
+                columns.append(np.zeros(self.pulse.shape[0]))
+        return np.stack(columns, axis=1)
+
+
+ENVELOPE_BANDS = ("full", "low", "mid", "high")
 
 
 @dataclass
@@ -75,6 +119,7 @@ class Styles:
     audio_digest: str
     settings: dict
     fingerprint: str
+    motion: MotionRecord = None
 
     @property
     def frame_count(self) -> int:
@@ -112,6 +157,20 @@ def save_styles(path, styles: Styles) -> None:
     for name in ("generator_source", "generator_source_id", "encoder_source", "encoder_source_id",
                  "mapper_kind", "mapper_source", "audio_path", "audio_digest", "fingerprint"):
         arrays[name] = np.array(str(getattr(styles, name)))
+    if styles.motion is not None:
+        record = styles.motion
+        arrays.update({
+            "motion_json": np.array(json.dumps(record.settings, sort_keys=True)),
+            "pulse_bands": np.array(list(record.pulse_bands), dtype="U8"),
+            "pulse": np.asarray(record.pulse, dtype=np.float32).reshape(len(styles.group_ws), -1),
+            "pulse_targets": np.asarray(record.pulse_targets, dtype=np.float32),
+            "base_group_ws": np.asarray(record.base_group_ws, dtype=np.float32),
+            "cut_frames": np.asarray(record.cut_frames, dtype=np.int64),
+            "analysis_json": np.array(json.dumps(record.analysis, sort_keys=True)),
+            "beats": np.asarray(record.beats, dtype=np.float64),
+            "downbeats": np.asarray(record.downbeats, dtype=np.float64),
+            "envelopes": np.asarray(record.envelopes, dtype=np.float32),
+        })
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
     write_atomic(path, buffer.getvalue())
@@ -138,7 +197,45 @@ STYLES_MEMBERS = {
     "start": scalar_member(), "duration": scalar_member(), "truncation": scalar_member(),
     "settings_json": text_member(256 * 1024),
     **{name: text_member() for name in _TEXT_FIELDS},
+    # musical motion (version 2; all optional)
+    "motion_json": text_member(64 * 1024),
+    "analysis_json": text_member(4 * 1024 * 1024),
+    "pulse_bands": Member("U", 1, 4 * 8 * 4),
+    "pulse": Member(NUMBERS, 2, _FRAME_ARRAY_BYTES),
+    "pulse_targets": Member(NUMBERS, 2, 8 * 3 * 4096),
+    "base_group_ws": Member(NUMBERS, 3, _FRAME_ARRAY_BYTES),
+    "cut_frames": Member(INTEGERS, 1, 8 * 1 << 20),
+    "beats": Member(NUMBERS, 1, 8 * 1 << 22),
+    "downbeats": Member(NUMBERS, 1, 8 * 1 << 22),
+    "envelopes": Member(NUMBERS, 2, _FRAME_ARRAY_BYTES),
 }
+
+
+def _motion_record(data, path, shape) -> MotionRecord:
+    frames, groups, w_dim = shape
+    settings, analysis = json.loads(data.text("motion_json")), json.loads(data.text("analysis_json"))
+    bands = tuple(str(b) for b in data["pulse_bands"].tolist())
+    record = MotionRecord(
+        settings=settings, pulse_bands=bands, pulse=data.finite("pulse"),
+        pulse_targets=data.finite("pulse_targets"), base_group_ws=data.finite("base_group_ws", np.float32),
+        cut_frames=data["cut_frames"].astype(np.int64), analysis=analysis, beats=data.finite("beats"),
+        downbeats=data.finite("downbeats"), envelopes=data.finite("envelopes", np.float32))
+    problems = []
+    if not isinstance(settings, dict) or not isinstance(analysis, dict):
+        problems.append("motion_json and analysis_json must be objects")
+    elif not all(isinstance(s, dict) and {"start", "end", "tags"} <= set(s) for s in analysis.get("sections", [])):
+        problems.append("analysis sections need start, end and tags")
+    if record.pulse.shape != (frames, len(bands)) or not all(b in ENVELOPE_BANDS for b in bands):
+        problems.append(f"pulse {record.pulse.shape} for bands {bands}")
+    if record.pulse_targets.shape != (groups, w_dim) or record.base_group_ws.shape != shape:
+        problems.append("pulse_targets or base_group_ws do not match group_ws")
+    if record.cut_frames.size and (record.cut_frames.min() < 1 or record.cut_frames.max() >= frames):
+        problems.append("cut_frames outside the frames")
+    if record.envelopes.ndim != 2 or record.envelopes.shape[0] != len(ENVELOPE_BANDS):
+        problems.append(f"envelopes {record.envelopes.shape}")
+    if problems:
+        raise TraeumerError(f"{path} is a damaged styles.npz: {'; '.join(problems)}")
+    return record
 
 
 def _check_frame_shapes(data, path):
@@ -174,7 +271,7 @@ def _checked_settings(text, path) -> dict:
 def load_styles(path) -> Styles:
     """Read a styles.npz written by save_styles (no pickles; every value checked)."""
     path = os.fspath(path)
-    with open_npz(path, STYLES_FORMAT, "styles file", STYLES_MEMBERS) as data:
+    with open_npz(path, READABLE_STYLES_FORMATS, "styles file", STYLES_MEMBERS) as data:
         _check_frame_shapes(data, path)
         text = {name: data.text(name) for name in _TEXT_FIELDS}
         fps_num, fps_den = data.integer("fps_num"), data.integer("fps_den")
@@ -190,6 +287,8 @@ def load_styles(path) -> Styles:
             truncation=data.number("truncation"), seed=data.integer("seed"),
             resolution=data.integer("resolution"),
             settings=_checked_settings(data.text("settings_json"), path), **text)
+        if "motion_json" in data:
+            styles.motion = _motion_record(data, path, styles.group_ws.shape)
     n_groups = len(GROUP_NAMES)
     layer_group = styles.layer_group
     problems = []
