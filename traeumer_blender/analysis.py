@@ -594,6 +594,9 @@ def section_boundaries(embeddings, times, min_seconds=8.0) -> np.ndarray:
     min_seconds = float(min_seconds)
     if not math.isfinite(min_seconds) or min_seconds <= 0:
         raise TraeumerError("minimum section length must be a positive number of seconds")
+    shape = np.shape(embeddings)
+    if len(shape) != 2 or shape[0] != len(times):
+        raise TraeumerError(f"embeddings {shape} do not match {len(times)} times")
     if len(times) < 3:
         return np.zeros(0, dtype=np.float64)
     kernel = min(min_seconds, SECTION_KERNEL_MAX_SECONDS)
@@ -706,7 +709,7 @@ class MusicAnalysis:
         n = lengths.pop() if lengths else 0
         width = max([len(s.tags) for s in self.sections] + [0])
         tags = np.full((len(self.sections), width), "", dtype="U64")
-        scores = np.zeros((len(self.sections), width), dtype=np.float32)
+        scores = np.zeros((len(self.sections), width), dtype=np.float64)
         for i, section in enumerate(self.sections):
             tags[i, :len(section.tags)] = [str(t) for t in section.tags]
             scores[i, :len(section.scores)] = [float(v) for v in section.scores]
