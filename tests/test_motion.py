@@ -23,7 +23,7 @@ def click_analysis(seconds=10.0, bpm=120.0, rate=100.0, sections=((0.0, 10.0),))
 
 
 def test_a_shaped_pulse_jumps_on_the_onset_and_decays_with_the_release():
-    analysis = click_analysis()
+    analysis = click_analysis(seconds=60.0)                        # 119 beats: enough peaks to rank
     settings = motion.MotionSettings(release=0.2)
     shaped = motion.shape_envelope(analysis.envelopes["low"], analysis.rate, settings)
     onset = int(round(0.5 * analysis.rate))

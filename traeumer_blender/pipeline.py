@@ -30,8 +30,8 @@ from .errors import TraeumerError
 from .frames import default_batch, frame_is_kept, frames_tag, render_batches, render_resolution
 from .layer_groups import DEFAULT_SMOOTHING_SECONDS, layer_groups
 from .mapping import Mapper, target_w_for_seed, zero_label_mapper
-from .motion import HIT_SEED_OFFSET, MotionSettings, move_styles
 from .model_cache import get_encoder, get_generator
+from .motion import HIT_SEED_OFFSET, MotionSettings, move_styles
 from .output_folder import (
     STYLES_NAME,
     FolderLock,
