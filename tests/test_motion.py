@@ -114,3 +114,28 @@ def test_bad_settings_are_one_clear_message():
     with pytest.raises(TraeumerError):
         motion.parse_amounts("0,1")
     assert motion.MotionSettings.from_record(motion.MotionSettings().record()) == motion.MotionSettings()
+
+
+def test_frames_that_hear_both_sections_take_their_own_sections_style():
+    times = timing.frame_times(100, Fraction(10))
+    raw = np.where(times[:, None] < 5.0, 0.0, 1.0) + 0.001 * np.arange(100)[:, None] * np.ones((100, 2))
+    apart = motion.keep_sections_apart(raw, times, [50], reach_seconds=1.5)
+    assert np.all(apart[35:50] == raw[35]) and np.all(apart[50:65] == raw[65])   # 1.5 s each side
+    assert np.array_equal(apart[:35], raw[:35]) and np.array_equal(apart[65:], raw[65:])
+    # a section shorter than the encoder's window is left as heard
+    short = motion.keep_sections_apart(raw, times, [50, 60], reach_seconds=1.5)
+    assert np.array_equal(short[50:60], raw[50:60])
+
+
+def test_on_beats_the_picture_hits_on_the_beat_and_less_between():
+    analysis = click_analysis(seconds=60.0)
+    off_beat = int(round(0.75 * analysis.rate))                     # an onset between two beats
+    analysis.envelopes["full"] = analysis.envelopes["full"].copy()
+    analysis.envelopes["full"][off_beat] = 1.0
+    times = np.arange(0, 60, 0.01)
+    locked = motion.frame_pulses(analysis, times, motion.MotionSettings(pulse_bands=("full",) * 3))["full"]
+    free = motion.frame_pulses(analysis, times, motion.MotionSettings(pulse_bands=("full",) * 3,
+                                                                      on_beats=False))["full"]
+    assert locked[50] == pytest.approx(1.0) and free[50] == pytest.approx(1.0)
+    assert free[75] == pytest.approx(1.0)
+    assert locked[75] == pytest.approx(max(motion.OFF_BEAT_WEIGHT ** 2, locked[74]), rel=1e-6)

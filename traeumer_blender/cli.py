@@ -104,7 +104,7 @@ def _add_generate_options(parser, audio_required=True):
     motion.add_argument("--pulse", default=None, metavar="C,M,F",
                         help="pulse amount of the coarse,middle,fine layers, 0..1 (default 0,0.6,0.8)")
     motion.add_argument("--pulse-bands", default=None, metavar="B,B,B",
-                        help="band driving each group: full, low, mid or high (default low,low,high)")
+                        help="band driving each group: full, low, mid or high (default low,full,full)")
     motion.add_argument("--pulse-direction", choices=("hit", "leading"), default=None,
                         help="toward a seeded hit style, or along the track's leading style direction")
     motion.add_argument("--attack", type=float, default=None, help="pulse attack (s, default 0.01)")

@@ -10,13 +10,17 @@ both plain numpy:
   exponential release (peak hold, ``p = max(x, p·e^(−Δt/release))``). A frame's pulse is the shaped
   envelope at its time. A layer group with a pulse amount ``a`` moves its style toward a target
   style by ``a · pulse``: ``w ← w + a·p·(target − w)``. The target is a seeded "hit" style (a w of
-  the generator) or the group's own leading style direction. Defaults: the low band (kicks)
-  drives the middle layers, the high band (snares, hats) the fine layers, the coarse layers stay
-  calm.
+  the generator) or the group's own leading style direction. With ``on_beats`` (the default,
+  when the music has a beat) each beat hits as hard as the band's onset at it and onsets between
+  beats move the picture at half strength: the picture hits on the beat. Defaults: the full band
+  drives the middle and fine layers, the coarse layers stay calm; any group can follow the low
+  (kicks), mid or high (snares, hats) band instead.
 * **Cuts.** The per-group moving averages do not blend across a section boundary: each section
   is smoothed on its own (the window renormalised at its edges, as at the ends of a song), and
   the two sides are crossfaded over a short time (``crossfade`` seconds, centred on the
-  boundary) instead of the 3 s the coarse window would take.
+  boundary) instead of the 3 s the coarse window would take. The encoder hears a window of
+  music around each frame, so frames within half a window of a cut hear both sections: they take
+  the style of the nearest frame of their own section that hears only it.
 
 With every amount 0, cuts off and no hold, the styles are exactly today's (``MotionSettings.off``).
 """
@@ -32,7 +36,9 @@ from .layer_groups import GROUP_NAMES
 
 PULSE_BANDS = ("full", "low", "mid", "high")
 DEFAULT_PULSE_AMOUNTS = (0.0, 0.6, 0.8)          # coarse, middle, fine
-DEFAULT_PULSE_GROUP_BANDS = ("low", "low", "high")
+# measured on the steady-beat pieces (BENCHMARKS.md "Motion"): the full band drives the middle and
+# fine layers best (the high band alone hits few beats of most music); coarse stays calm
+DEFAULT_PULSE_GROUP_BANDS = ("low", "full", "full")
 DEFAULT_ATTACK_SECONDS = 0.01
 DEFAULT_RELEASE_SECONDS = 0.2
 DEFAULT_POWER = 2.0
@@ -55,6 +61,7 @@ class MotionSettings:
     power: float = DEFAULT_POWER
     percentile: float = DEFAULT_PEAK_PERCENTILE
     direction: str = "hit"
+    on_beats: bool = True                                 # hits on the beats (their onset's strength)
     cuts: bool = True
     crossfade: float = DEFAULT_CROSSFADE_SECONDS
     hold: str = "none"
@@ -87,8 +94,8 @@ class MotionSettings:
         if self.hold not in HOLD_KINDS:
             raise TraeumerError(f"hold must be one of {', '.join(HOLD_KINDS)}")
         return MotionSettings(amounts, bands, float(self.attack), float(self.release), float(self.power),
-                              float(self.percentile), self.direction, bool(self.cuts), float(self.crossfade),
-                              self.hold)
+                              float(self.percentile), self.direction, bool(self.on_beats), bool(self.cuts),
+                              float(self.crossfade), self.hold)
 
     def record(self) -> dict:
         """JSON-ready settings (styles.npz, fingerprints)."""
@@ -126,7 +133,7 @@ def parse_amounts(text) -> tuple:
 
 
 def parse_bands(text) -> tuple:
-    """"low,low,high" (coarse, middle, fine) -> ("low", "low", "high")."""
+    """"low,full,high" (coarse, middle, fine) -> ("low", "full", "high")."""
     parts = tuple(p.strip() for p in text.split(",")) if isinstance(text, str) else tuple(text)
     if len(parts) != len(GROUP_NAMES) or not all(p in PULSE_BANDS for p in parts):
         raise TraeumerError(f"pulse bands must be three of {', '.join(PULSE_BANDS)}, e.g. low,low,high")
@@ -161,8 +168,28 @@ def shape_envelope(envelope, rate: float, settings: MotionSettings) -> np.ndarra
     return out
 
 
+# a beat's hit is as strong as the band's strongest onset this close to it
+BEAT_ONSET_REACH_SECONDS = 0.05
+# onsets between the beats move the picture too, at this fraction of their strength
+OFF_BEAT_WEIGHT = 0.5
+
+
+def beat_hits(envelope, rate: float, start: float, beats) -> np.ndarray:
+    """The envelope reduced to one impulse per beat (on the same grid), each as strong as the
+    band's strongest onset within ``BEAT_ONSET_REACH_SECONDS`` of the beat."""
+    envelope = np.asarray(envelope, dtype=np.float64)
+    hits = np.zeros_like(envelope)
+    reach = int(round(BEAT_ONSET_REACH_SECONDS * rate))
+    for beat in np.asarray(beats, dtype=np.float64).tolist():
+        k = int(round((beat - start) * rate))
+        if 0 <= k < len(envelope):
+            hits[k] = max(hits[k], envelope[max(0, k - reach):k + reach + 1].max())
+    return hits
+
+
 def frame_pulses(analysis, frame_times, settings: MotionSettings) -> dict:
-    """{band: pulse at each frame time [N]} for the bands the settings use."""
+    """{band: pulse at each frame time [N]} for the bands the settings use. With ``on_beats``
+    (and beats found) a band hits on the beats only, as hard as its onsets there."""
     times = np.asarray(frame_times, dtype=np.float64)
     pulses = {}
     for band in sorted(set(settings.pulse_bands), key=PULSE_BANDS.index):
@@ -170,6 +197,10 @@ def frame_pulses(analysis, frame_times, settings: MotionSettings) -> dict:
         if envelope is None or len(envelope) == 0:
             pulses[band] = np.zeros(len(times))
             continue
+        if settings.on_beats and len(analysis.beats) >= 2:
+            # the beats hit in full; onsets between them still move, less
+            envelope = np.maximum(beat_hits(envelope, analysis.rate, analysis.start, analysis.beats),
+                                  OFF_BEAT_WEIGHT * np.asarray(envelope, dtype=np.float64))
         shaped = shape_envelope(envelope, analysis.rate, settings)
         grid = analysis.start + np.arange(len(shaped)) / float(analysis.rate)
         pulses[band] = np.interp(times, grid, shaped, left=0.0, right=0.0)
@@ -215,6 +246,24 @@ def cut_frames(section_starts, frame_times) -> np.ndarray:
     starts = np.asarray(section_starts, dtype=np.float64)
     indices = np.searchsorted(times, starts - 1e-9, side="left")
     return np.unique(indices[(indices > 0) & (indices < len(times))])
+
+
+def keep_sections_apart(raw_ws, frame_times, cuts, reach_seconds) -> np.ndarray:
+    """Frames within ``reach_seconds`` (half the encoder's window) of a cut heard the other
+    section too: each takes the ws of the nearest frame of its own section that did not."""
+    ws = np.array(raw_ws, dtype=np.float64)
+    times = np.asarray(frame_times, dtype=np.float64)
+    edges = [0] + [int(c) for c in cuts] + [len(ws)]
+    for a, b in zip(edges, edges[1:]):
+        section = times[a:b]
+        clean = np.flatnonzero((section >= (times[a] + reach_seconds if a > 0 else -np.inf))
+                               & (section <= (times[b - 1] - reach_seconds if b < len(ws) else np.inf)))
+        if clean.size == 0:
+            continue                       # a section shorter than the encoder's window: as heard
+        first, last = a + clean[0], a + clean[-1]
+        ws[a:first] = ws[first]
+        ws[last + 1:b] = ws[last]
+    return ws
 
 
 def smooth_groups_with_cuts(raw_ws, fps, windows_seconds, kind, cuts, frame_times,
@@ -279,16 +328,18 @@ class Motion:
 
 
 def move_styles(raw_ws, fps, windows, kind, frame_times, analysis, settings: MotionSettings, truncate,
-                hit_w=None):
+                hit_w=None, reach_seconds=0.0):
     """Smoothing (with cuts), truncation (``truncate``: group ws -> group ws), hold and pulse.
 
-    Returns (group_ws [N, 3, D], Motion). ``hit_w`` [D] is the hit style (direction "hit")."""
+    Returns (group_ws [N, 3, D], Motion). ``hit_w`` [D] is the hit style (direction "hit");
+    ``reach_seconds``: how far from its frame the encoder hears (half its window)."""
     settings = settings.checked()
     times = np.asarray(frame_times, dtype=np.float64)
     section_starts = np.asarray([s.start for s in analysis.sections], dtype=np.float64)
     cuts = cut_frames(section_starts, times) if settings.cuts else np.zeros(0, dtype=np.int64)
     if settings.cuts and cuts.size:
-        smoothed = smooth_groups_with_cuts(raw_ws, fps, windows, kind, cuts, times, settings.crossfade)
+        separated = keep_sections_apart(raw_ws, times, cuts, reach_seconds)
+        smoothed = smooth_groups_with_cuts(separated, fps, windows, kind, cuts, times, settings.crossfade)
     else:
         smoothed = smoothing.smooth_groups(raw_ws, fps, windows, kind)
     group_ws = truncate(smoothed)

@@ -347,7 +347,8 @@ def _moved_styles(settings, generator, encoder, audio, audio_start, duration, fp
     if settings.motion.direction == "hit" and settings.motion.pulsing:
         hit_w = target_w_for_seed(generator, int(settings.seed) + HIT_SEED_OFFSET, psi)
     group_ws, moved = move_styles(raw_ws, fps, windows, settings.smoothing_kind, frame_times, heard,
-                                  settings.motion, truncate, hit_w=hit_w)
+                                  settings.motion, truncate, hit_w=hit_w,
+                                  reach_seconds=float(encoder.window_seconds) / 2.0)
     bands = tuple(b for b in ENVELOPE_BANDS if b in moved.pulses)
     pulse = (np.stack([moved.pulses[b] for b in bands], axis=1) if bands
              else np.zeros((len(raw_ws), 0)))
