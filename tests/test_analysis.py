@@ -413,3 +413,29 @@ def test_cli_real_music_end_to_end():
     assert all(10.0 <= b < 40.0 for b in data["beats"]) and len(data["beats"]) >= 50
     assert data["sections"][0]["start"] == 10.0 and data["sections"][-1]["end"] == pytest.approx(40.0)
     assert set(data["envelopes"]) == set(A.BANDS) and len(data["envelopes"]["full"]) == 3000
+
+
+def test_analysis_needs_no_torch():
+    """numpy and scipy only at import time (Blender's side may import it): with torch
+    unimportable, the analysis without an encoder still runs."""
+    code = """
+import sys
+class NoTorch:
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch" or name.startswith("torch."):
+            raise ImportError("torch is blocked in this test")
+sys.meta_path.insert(0, NoTorch())
+import numpy as np
+from traeumer_blender import analysis
+rng = np.random.default_rng(0)
+audio = np.zeros(10 * 16000, np.float32)
+for i in range(8000, len(audio) - 480, 8000):
+    audio[i:i + 480] += rng.standard_normal(480).astype(np.float32) * 0.3
+result = analysis.analyze(audio, 16000, 0.0, 0.0, 10.0)
+assert abs(result.tempo - 120) < 2.4, result.tempo
+assert "torch" not in sys.modules
+print("ok")
+"""
+    process = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)),
+                             capture_output=True, text=True, timeout=120)
+    assert process.returncode == 0 and process.stdout.strip() == "ok", process.stderr

@@ -523,8 +523,10 @@ def _embedding_grid(embeddings, times):
     first = float(times[0])
     index = np.floor((times - first) / step + 0.5).astype(np.int64)
     n = int(index[-1]) + 1
+    # index is sorted: each step's rows are one run, summed at once
+    steps, run_starts = np.unique(index, return_index=True)
     sums = np.zeros((n, embeddings.shape[1]))
-    np.add.at(sums, index, embeddings)
+    sums[steps] = np.add.reduceat(embeddings, run_starts, axis=0)
     counts = np.bincount(index, minlength=n)
     filled = np.flatnonzero(counts)
     # steps without an embedding take the nearest filled one
