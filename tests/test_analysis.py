@@ -156,6 +156,22 @@ def test_no_steady_beat_gives_no_tempo_and_no_beats(name, audio):
     assert result.sections[0].start == 0.0 and result.sections[0].end == pytest.approx(len(audio) / SR)
 
 
+def slow_pad(seconds, seed, sr=SR):
+    """A chord with a random slow swell (0.03-0.25 Hz) and vibrato (0.1-1 Hz, 0.2 %)."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * sr)) / sr
+    base = rng.uniform(100, 300)
+    chord = sum(np.sin(2 * np.pi * base * m * t * (1 + 0.002 * np.sin(2 * np.pi * rng.uniform(0.1, 1.0) * t)))
+                for m in (1.0, 1.25, 1.5, 2.0))
+    return (0.08 * chord * (0.6 + 0.4 * np.sin(2 * np.pi * rng.uniform(0.03, 0.25) * t))).astype(np.float32)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_slow_pads_have_no_beat(seed):
+    result = analyse(slow_pad(60, seed))
+    assert result.tempo is None and len(result.beats) == 0
+
+
 def test_tempo_confidence_separates_beat_from_noise():
     """The measured periodicity behind the decision: clicks far above the threshold, noise,
     random clicks and a pad far below it."""

@@ -239,7 +239,7 @@ DOUBLE_MAX_BPM = 210.0          # a tempo whose half-beats are as strong as its 
 TEMPO_MIN_SECONDS = 5.0         # shorter excerpts get no tempo
 TEMPO_CONFIDENCE_MIN = 0.15     # periodicity (a correlation) needed for a tempo ...
 TEMPO_CONFIDENCE_SHORT = 1.0    # ... and at least this / sqrt(seconds) on short excerpts
-TEMPO_STRENGTH_MIN_DB = 0.1     # the periodic part of the envelope must be this strong (dB)
+TEMPO_STRENGTH_MIN_DB = 0.3     # the periodic part of the envelope must be this strong (dB)
 _MULTIPLES = 4                  # beat-period multiples compared by the comb
 _MAX_LAG_SECONDS = 4.0
 
