@@ -6,23 +6,30 @@ Everything is in seconds of the audio file and independent of any video frame ra
 - ``onset_envelopes``: onset strength at ``ENVELOPE_RATE`` samples per second, for the whole
   spectrum and for a low (kick), mid and high (snare, hats) band.  Mel power spectrogram
   (64 ms Hann window, bands up to 8 kHz), optionally only its percussive part (a
-  harmonic/percussive split by median filters), power in dB, the rise over 20 ms, negative
-  changes set to 0, the mean over the band's mel bands.
-- ``estimate_tempo``: the envelope's autocorrelation (energy-weighted over 12 s windows), a
-  comb that compares each beat period's multiples with the points half-way between them, a
-  log-normal prior around 120 BPM (σ one octave).  The comb's best value is a correlation, the
-  tempo's confidence: music without a steady beat (silence, a pad, noise, random hits) stays
-  below ``TEMPO_CONFIDENCE_MIN`` and gets no tempo.
+  harmonic/percussive split: medians over 0.8 s and over 27 mel bands, as iterated medians of
+  three, Tukey's ninther, for speed), power in dB, the rise over 20 ms, negative changes set
+  to 0, the mean over the band's mel bands.
+- ``estimate_tempo``: the envelope's autocorrelation (slow drifts removed), a comb scoring each
+  beat period by the mean autocorrelation at its first four multiples, a log-normal prior around
+  120 BPM (σ one octave), then the octave: a plain pulse whose half-beats are as strong as its
+  beats is taken at the double tempo (up to 210 BPM), a tempo with every other beat empty at the
+  half.  The comb's value is a correlation, the tempo's confidence: music without a steady beat
+  (silence, noise, random hits) stays below a threshold (0.15, more on excerpts under 44 s), and
+  smooth modulations (a pad's swell and vibrato) are too weak in dB (``TEMPO_STRENGTH_MIN_DB``):
+  they get no tempo (measured: ``bench/motion.py --confidence``).
 - ``track_beats``: dynamic programming after Ellis (2007): each frame's score is its onset
-  strength plus the best earlier beat's score less ``tightness·log(gap/period)²``; backtrack
-  from the last strong peak; weak beats at the ends are trimmed; each beat is refined to a
-  fraction of a frame.
+  strength plus the best earlier beat's score less ``tightness·log(gap/period)²`` (or a fresh
+  start where that is below zero); backtrack from the last strong peak; weak beats at the ends
+  are trimmed; each beat is refined to a fraction of a frame.
 - ``find_downbeats``: the bar length (4 or 3 beats) and phase whose first beats carry the
   most accent (low band and full envelope).
 - ``section_boundaries``: Foote novelty (a Gaussian-tapered checkerboard kernel along the
   diagonal of the cosine self-similarity of the encoder's embeddings), peaks at least
-  ``min_seconds`` apart and above an absolute novelty, so steady music gets no boundary.
-- ``analyze``: all of it for an excerpt, with each section's top tags from the encoder.
+  ``min_seconds`` apart and above an absolute novelty, so steady music gets no boundary (a
+  looped excerpt of real music stays below 0.013, NOVELTY_MIN is 0.05).
+- ``analyze``: all of it for an excerpt; each boundary is then moved to the largest change of
+  the mel spectrum within ±1.5 s (the encoder's 3 s windows blur it), and with an encoder each
+  section gets its top tags.
 
 numpy and scipy only; torch is touched only through an encoder the caller passes.
 """
