@@ -61,6 +61,7 @@ TOP_DB = 80.0                   # ... and at most this far below the excerpt's l
 ONSET_LEAD = 0.018              # a frame's window is centred this long before its sample's time
 HPSS_TIME_SECONDS = 0.8         # harmonic part: median over about this much time ...
 HPSS_BANDS = 27                 # ... percussive part: median over this many mel bands
+_BLOCK_FRAMES = 6000            # spectrogram frames processed at once
 
 
 # ============================================================================ onset envelopes
@@ -189,7 +190,12 @@ def onset_envelopes(audio, sample_rate, rate=ENVELOPE_RATE, percussive=True, sta
 
 
 def _envelopes_and_spectrum(audio, sample_rate, rate, percussive, start, count, keep_spectrum):
-    """(envelopes, the plain mel spectrum in dB [count, N_MELS] or None)."""
+    """(envelopes, the plain mel spectrum in dB [count, N_MELS] or None).
+
+    Frames are processed in blocks (with the harmonic median's reach on either side, so the
+    result is the same as in one piece, to float rounding): memory holds the masked mel power of the excerpt
+    (51 kB a second), not every intermediate array of an hour of music at once.
+    """
     audio = np.asarray(audio, dtype=np.float32).reshape(-1)
     sample_rate = int(sample_rate)
     rate = float(rate)
@@ -201,39 +207,55 @@ def _envelopes_and_spectrum(audio, sample_rate, rate, percussive, start, count, 
     # the rise is centred on the sample: dB at n + half minus dB at n - half
     half = max(1, int(round(RISE_SECONDS * rate / 2.0)))
     time_levels = _levels_for(HPSS_TIME_SECONDS * rate) if percussive else 0
-    # frames before and after the excerpt: the rise's reach and the harmonic median's
+    # the harmonic median's reach: iterated medians of three 1, 3, 9 ... frames apart
     reach = (3 ** time_levels - 1) // 2 if percussive else 0
-    margin_before = margin_after = half + reach
-    n_frames = count + margin_before + margin_after
+    n_frames = count + 2 * half                # frame i is the time of envelope sample i - half
     # an attack raises the dB most as it enters the window's leading half, 9-26 ms before the
     # window's centre (measured on bursts 10-60 dB above their background): with the window
     # centred ONSET_LEAD earlier, envelope peaks fall within ±10 ms of the attacks
-    times = start - ONSET_LEAD + (np.arange(n_frames) - margin_before) / rate
-    power, centres = mel_power(audio, sample_rate, times)
+    times = start - ONSET_LEAD + (np.arange(-reach, n_frames + reach) - half) / rate
+    masked = np.empty((n_frames, N_MELS), dtype=np.float32)
+    plain = np.empty((count, N_MELS), dtype=np.float32) if keep_spectrum else None
+    centres = _mel_bank(sample_rate, _frame_geometry(sample_rate)[1], N_MELS,
+                        min(MAX_FREQUENCY, sample_rate / 2.0))[1]
+    for first in range(0, n_frames, _BLOCK_FRAMES):
+        last = min(first + _BLOCK_FRAMES, n_frames)
+        # frames first - reach .. last + reach (times[] starts `reach` frames early)
+        power, _ = mel_power(audio, sample_rate, times[first:last + 2 * reach])
+        inner = power[reach:reach + last - first]
+        if plain is not None:
+            lo, hi = max(first, half), min(last, half + count)
+            if hi > lo:
+                plain[lo - half:hi - half] = power[reach + lo - first:reach + hi - first]
+        if percussive:
+            harmonic = _pseudo_median(power, 0, time_levels)[reach:reach + last - first]
+            percussive_part = _pseudo_median(inner, 1, _levels_for(HPSS_BANDS))
+            # soft mask on magnitudes squared (= power): P²/(P² + H²) of the magnitudes
+            h2 = np.square(harmonic)
+            p2 = np.square(percussive_part)
+            inner = inner * (p2 / np.maximum(p2 + h2, 1e-30))
+        masked[first:last] = inner
     spectrum = None
-    if keep_spectrum:
-        plain = power[margin_before:margin_before + count]
-        loudest = float(plain.max()) if plain.size else 0.0
-        floor = max(10.0 ** (FLOOR_DB / 10.0), loudest * 10.0 ** (-TOP_DB / 10.0))
-        spectrum = (10.0 * np.log10(np.maximum(plain, floor))).astype(np.float32)
-    if percussive and n_frames:
-        harmonic = _pseudo_median(power, 0, time_levels)
-        percussive_part = _pseudo_median(power, 1, _levels_for(HPSS_BANDS))
-        # soft mask on magnitudes squared (= power): P²/(P² + H²) of the magnitudes
-        h2 = np.square(harmonic)
-        p2 = np.square(percussive_part)
-        power = power * (p2 / np.maximum(p2 + h2, 1e-30))
-    loudest = float(power.max()) if power.size else 0.0
-    floor = max(10.0 ** (FLOOR_DB / 10.0), loudest * 10.0 ** (-TOP_DB / 10.0))
-    db = 10.0 * np.log10(np.maximum(power, floor))
+    if plain is not None:
+        spectrum = _to_db(plain, plain)
+    db = _to_db(masked, masked)
     # rise[n] = db[n + half] - db[n - half] for the excerpt's samples n = 0 .. count-1
-    first = margin_before
-    rise = np.maximum(db[first + half:first + half + count] - db[first - half:first - half + count], 0.0)
+    rise = np.maximum(db[2 * half:2 * half + count] - db[:count], 0.0)
     envelopes = {}
     for band, mask in _band_masks(centres).items():
         values = rise[:, mask].mean(axis=1) if mask.any() else np.zeros(count)
         envelopes[band] = np.ascontiguousarray(values, dtype=np.float32)
     return envelopes, spectrum
+
+
+def _to_db(power, out):
+    """Power in dB, floored at FLOOR_DB and TOP_DB below the loudest value, written into ``out``."""
+    loudest = float(power.max()) if power.size else 0.0
+    floor = max(10.0 ** (FLOOR_DB / 10.0), loudest * 10.0 ** (-TOP_DB / 10.0))
+    np.maximum(power, np.float32(floor), out=out)
+    np.log10(out, out=out)
+    out *= np.float32(10.0)
+    return out
 
 
 # ============================================================================ tempo
