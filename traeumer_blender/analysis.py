@@ -62,6 +62,7 @@ ONSET_LEAD = 0.018              # a frame's window is centred this long before i
 HPSS_TIME_SECONDS = 0.8         # harmonic part: median over about this much time ...
 HPSS_BANDS = 27                 # ... percussive part: median over this many mel bands
 _BLOCK_FRAMES = 6000            # spectrogram frames processed at once
+SPECTRUM_BLOCK_SECONDS = 0.1    # the plain spectrum kept for placing section boundaries
 
 
 # ============================================================================ onset envelopes
@@ -190,11 +191,11 @@ def onset_envelopes(audio, sample_rate, rate=ENVELOPE_RATE, percussive=True, sta
 
 
 def _envelopes_and_spectrum(audio, sample_rate, rate, percussive, start, count, keep_spectrum):
-    """(envelopes, the plain mel spectrum in dB [count, N_MELS] or None).
+    """(envelopes, the plain mel spectrum in dB per SPECTRUM_BLOCK_SECONDS [blocks, N_MELS] or None).
 
     Frames are processed in blocks (with the harmonic median's reach on either side, so the
-    result is the same as in one piece, to float rounding): memory holds the masked mel power of the excerpt
-    (51 kB a second), not every intermediate array of an hour of music at once.
+    result is the same as in one piece, to float rounding): memory holds the masked mel power of
+    the excerpt (51 kB a second), not every intermediate array of an hour of music at once.
     """
     audio = np.asarray(audio, dtype=np.float32).reshape(-1)
     sample_rate = int(sample_rate)
@@ -215,7 +216,9 @@ def _envelopes_and_spectrum(audio, sample_rate, rate, percussive, start, count, 
     # centred ONSET_LEAD earlier, envelope peaks fall within ±10 ms of the attacks
     times = start - ONSET_LEAD + (np.arange(-reach, n_frames + reach) - half) / rate
     masked = np.empty((n_frames, N_MELS), dtype=np.float32)
-    plain = np.empty((count, N_MELS), dtype=np.float32) if keep_spectrum else None
+    # the plain spectrum, as mean power per block of `per_block` envelope samples
+    per_block = max(1, int(round(SPECTRUM_BLOCK_SECONDS * rate)))
+    plain = np.zeros((-(-count // per_block), N_MELS), dtype=np.float64) if keep_spectrum else None
     centres = _mel_bank(sample_rate, _frame_geometry(sample_rate)[1], N_MELS,
                         min(MAX_FREQUENCY, sample_rate / 2.0))[1]
     for first in range(0, n_frames, _BLOCK_FRAMES):
@@ -224,9 +227,11 @@ def _envelopes_and_spectrum(audio, sample_rate, rate, percussive, start, count, 
         power, _ = mel_power(audio, sample_rate, times[first:last + 2 * reach])
         inner = power[reach:reach + last - first]
         if plain is not None:
-            lo, hi = max(first, half), min(last, half + count)
+            lo, hi = max(first, half), min(last, half + count)          # frames of samples lo-half ..
             if hi > lo:
-                plain[lo - half:hi - half] = power[reach + lo - first:reach + hi - first]
+                samples = np.arange(lo - half, hi - half)
+                ids, runs = np.unique(samples // per_block, return_index=True)
+                plain[ids] += np.add.reduceat(power[reach + lo - first:reach + hi - first], runs, axis=0)
         if percussive:
             harmonic = _pseudo_median(power, 0, time_levels)[reach:reach + last - first]
             percussive_part = _pseudo_median(inner, 1, _levels_for(HPSS_BANDS))
@@ -237,14 +242,24 @@ def _envelopes_and_spectrum(audio, sample_rate, rate, percussive, start, count, 
         masked[first:last] = inner
     spectrum = None
     if plain is not None:
-        spectrum = _to_db(plain, plain)
+        sizes = np.minimum(per_block, count - per_block * np.arange(len(plain)))
+        plain /= sizes[:, None]
+        spectrum = _to_db(plain.astype(np.float32), np.empty(plain.shape, dtype=np.float32))
     db = _to_db(masked, masked)
-    # rise[n] = db[n + half] - db[n - half] for the excerpt's samples n = 0 .. count-1
-    rise = np.maximum(db[2 * half:2 * half + count] - db[:count], 0.0)
-    envelopes = {}
-    for band, mask in _band_masks(centres).items():
-        values = rise[:, mask].mean(axis=1) if mask.any() else np.zeros(count)
-        envelopes[band] = np.ascontiguousarray(values, dtype=np.float32)
+    # rise[n] = db[n + half] - db[n - half] for the excerpt's samples n = 0 .. count-1, and each
+    # band's mean over its mel bands (one product with an averaging matrix), block by block
+    masks = _band_masks(centres)
+    averaging = np.zeros((N_MELS, len(masks)), dtype=np.float32)
+    for column, mask in enumerate(masks.values()):
+        if mask.any():
+            averaging[mask, column] = 1.0 / mask.sum()
+    means = np.empty((count, len(masks)), dtype=np.float32)
+    for first in range(0, count, _BLOCK_FRAMES):
+        last = min(first + _BLOCK_FRAMES, count)
+        rise = db[first + 2 * half:last + 2 * half] - db[first:last]
+        np.maximum(rise, 0.0, out=rise)
+        np.matmul(rise, averaging, out=means[first:last])
+    envelopes = {band: np.ascontiguousarray(means[:, column]) for column, band in enumerate(masks)}
     return envelopes, spectrum
 
 
@@ -915,7 +930,8 @@ def analyze(audio, sample_rate, audio_start, start, duration, embeddings=None, e
         inside = (embedding_times >= start) & (embedding_times < start + duration)
         if inside.sum() >= 3:
             coarse = section_boundaries(embeddings[inside], embedding_times[inside], min_section_seconds)
-            refined = sorted(start + refine_boundary(spectrum, rate, b - start) for b in coarse)
+            refined = sorted(start + refine_boundary(spectrum, 1.0 / SPECTRUM_BLOCK_SECONDS, b - start)
+                             for b in coarse)
             kept = []
             for b in refined:
                 if (b - start >= min_section_seconds and start + duration - b >= min_section_seconds
