@@ -465,3 +465,11 @@ print("ok")
     process = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)),
                              capture_output=True, text=True, timeout=120)
     assert process.returncode == 0 and process.stdout.strip() == "ok", process.stderr
+
+
+def test_progress_events():
+    events = []
+    analyse(click_track(120, seconds=10)[0], progress=events.append)
+    assert events and all(e.stage == "analyze" for e in events)
+    assert events[0].done == 0 and events[-1].done == events[-1].total
+    assert [e.done for e in events] == sorted(e.done for e in events)
