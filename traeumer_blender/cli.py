@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Command line: ``python -m traeumer_blender generate|render|tags|inspect-model|demo|train-mapper``.
+"""Command line: ``python -m traeumer_blender generate|render|tags|analyze|inspect-model|demo|train-mapper``.
 
 Exit status 0 on success, 2 with one line on stderr for bad input (TraeumerError and usage
 errors), 1 with one line for an internal error (the traceback only with TRAEUMER_DEBUG=1),
@@ -193,6 +193,60 @@ def cmd_tags(args):
     return 0
 
 
+def cmd_analyze(args):
+    import math
+
+    import numpy as np
+
+    from .analysis import EMBEDDING_STEP_SECONDS, analyze
+    from .audio import load_audio, probe_audio
+    from .model_cache import get_encoder
+
+    info = probe_audio(args.audio)
+    start = float(args.start)
+    if not math.isfinite(start) or start < 0:
+        raise TraeumerError("start must be a finite number of seconds >= 0")
+    if start >= info.duration:
+        raise TraeumerError(f"start {start:g} s is beyond the end of the audio ({info.duration:.2f} s)")
+    if args.duration is not None and (not math.isfinite(args.duration) or args.duration <= 0):
+        raise TraeumerError("duration must be a positive number of seconds")
+    duration = info.duration - start if args.duration is None else min(float(args.duration), info.duration - start)
+    encoder = get_encoder(args.encoder, device="cpu")
+    # audio around the excerpt: the encoder's windows and the spectrogram's frames see real music
+    context = float(encoder.window_seconds) / 2.0 + 0.05
+    audio_start = max(0.0, start - context)
+    audio = load_audio(args.audio, sample_rate=encoder.sample_rate, start=audio_start,
+                       duration=min(info.duration, start + duration + context) - audio_start)
+    # a header's length may be an estimate (MP3): keep to what was decoded
+    duration = min(duration, audio_start + len(audio) / encoder.sample_rate - start)
+    if duration <= 0:
+        raise TraeumerError(f"no audio at {start:g} s of {args.audio}")
+    times = start + EMBEDDING_STEP_SECONDS * (np.arange(max(1, math.ceil(duration / EMBEDDING_STEP_SECONDS))) + 0.5)
+    times = np.minimum(times, start + duration - 1e-6)
+    embeddings = encoder.embed_frames(audio, times - audio_start)
+    result = analyze(audio, encoder.sample_rate, audio_start, start, duration, embeddings=embeddings,
+                     embedding_times=times, encoder=encoder)
+    if args.json:
+        json.dump(result.to_json(envelopes=True), sys.stdout)
+        sys.stdout.write("\n")
+        return 0
+    if result.tempo is None:
+        print(f"tempo: none (no steady beat; periodicity {result.tempo_confidence:.2f})")
+    else:
+        print(f"tempo: {result.tempo:.1f} BPM (periodicity {result.tempo_confidence:.2f})")
+    if len(result.beats):
+        print(f"beats: {len(result.beats)} ({_clock(result.beats[0])} to {_clock(result.beats[-1])})")
+    else:
+        print("beats: 0")
+    bars = f" ({result.beats_per_bar} beats per bar)" if len(result.downbeats) else ""
+    print(f"downbeats: {len(result.downbeats)}{bars}")
+    print(f"sections: {len(result.sections)}")
+    for section in result.sections:
+        tags = ", ".join(f"{tag} {score:.2f}" for tag, score in zip(section.tags, section.scores))
+        print(f"  {_clock(section.start)}-{_clock(section.end)}  {tags}")
+    return 0
+
+
 def _clock(seconds) -> str:
     minutes, seconds = divmod(float(seconds), 60.0)
     return f"{int(minutes)}:{seconds:05.2f}"
@@ -287,6 +341,15 @@ def build_parser():
     tags.add_argument("--json", action="store_true",
                       help='all probabilities: {"tags", "window_seconds", "probabilities"}')
     tags.set_defaults(run=cmd_tags)
+
+    analyze = commands.add_parser("analyze", help="tempo, beats, downbeats and sections of the music")
+    analyze.add_argument("--audio", required=True)
+    analyze.add_argument("--start", type=float, default=0.0, help="start of the excerpt (s)")
+    analyze.add_argument("--duration", type=float, default=None, help="length of the excerpt (s; default: to the end)")
+    analyze.add_argument("--encoder", default="default", help="music encoder (sections, tags): name or weights file")
+    analyze.add_argument("--json", action="store_true",
+                         help="the whole analysis as JSON, with the onset envelopes of every band")
+    analyze.set_defaults(run=cmd_analyze)
 
     inspect = commands.add_parser("inspect-model", help="describe a StyleGAN2 checkpoint")
     inspect.add_argument("file", help="checkpoint file, or 'default' for the built-in generator")
