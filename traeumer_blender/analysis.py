@@ -6,23 +6,30 @@ Everything is in seconds of the audio file and independent of any video frame ra
 - ``onset_envelopes``: onset strength at ``ENVELOPE_RATE`` samples per second, for the whole
   spectrum and for a low (kick), mid and high (snare, hats) band.  Mel power spectrogram
   (64 ms Hann window, bands up to 8 kHz), optionally only its percussive part (a
-  harmonic/percussive split by median filters), power in dB, the rise over 20 ms, negative
-  changes set to 0, the mean over the band's mel bands.
-- ``estimate_tempo``: the envelope's autocorrelation (energy-weighted over 12 s windows), a
-  comb that compares each beat period's multiples with the points half-way between them, a
-  log-normal prior around 120 BPM (σ one octave).  The comb's best value is a correlation, the
-  tempo's confidence: music without a steady beat (silence, a pad, noise, random hits) stays
-  below ``TEMPO_CONFIDENCE_MIN`` and gets no tempo.
+  harmonic/percussive split: medians over 0.8 s and over 27 mel bands, as iterated medians of
+  three, Tukey's ninther, for speed), power in dB, the rise over 20 ms, negative changes set
+  to 0, the mean over the band's mel bands.
+- ``estimate_tempo``: the envelope's autocorrelation (slow drifts removed), a comb scoring each
+  beat period by the mean autocorrelation at its first four multiples, a log-normal prior around
+  120 BPM (σ one octave), then the octave: a plain pulse whose half-beats are as strong as its
+  beats is taken at the double tempo (up to 210 BPM), a tempo with every other beat empty at the
+  half.  The comb's value is a correlation, the tempo's confidence: music without a steady beat
+  (silence, noise, random hits) stays below a threshold (0.15, more on excerpts under 44 s), and
+  smooth modulations (a pad's swell and vibrato) are too weak in dB (``TEMPO_STRENGTH_MIN_DB``):
+  they get no tempo (measured: ``bench/motion.py --confidence``).
 - ``track_beats``: dynamic programming after Ellis (2007): each frame's score is its onset
-  strength plus the best earlier beat's score less ``tightness·log(gap/period)²``; backtrack
-  from the last strong peak; weak beats at the ends are trimmed; each beat is refined to a
-  fraction of a frame.
+  strength plus the best earlier beat's score less ``tightness·log(gap/period)²`` (or a fresh
+  start where that is below zero); backtrack from the last strong peak; weak beats at the ends
+  are trimmed; each beat is refined to a fraction of a frame.
 - ``find_downbeats``: the bar length (4 or 3 beats) and phase whose first beats carry the
   most accent (low band and full envelope).
 - ``section_boundaries``: Foote novelty (a Gaussian-tapered checkerboard kernel along the
   diagonal of the cosine self-similarity of the encoder's embeddings), peaks at least
-  ``min_seconds`` apart and above an absolute novelty, so steady music gets no boundary.
-- ``analyze``: all of it for an excerpt, with each section's top tags from the encoder.
+  ``min_seconds`` apart and above an absolute novelty, so steady music gets no boundary (a
+  looped excerpt of real music stays below 0.013, NOVELTY_MIN is 0.05).
+- ``analyze``: all of it for an excerpt; each boundary is then moved to the largest change of
+  the mel spectrum within ±1.5 s (the encoder's 3 s windows blur it), and with an encoder each
+  section gets its top tags.
 
 numpy and scipy only; torch is touched only through an encoder the caller passes.
 """
@@ -54,6 +61,8 @@ TOP_DB = 80.0                   # ... and at most this far below the excerpt's l
 ONSET_LEAD = 0.018              # a frame's window is centred this long before its sample's time
 HPSS_TIME_SECONDS = 0.8         # harmonic part: median over about this much time ...
 HPSS_BANDS = 27                 # ... percussive part: median over this many mel bands
+_BLOCK_FRAMES = 6000            # spectrogram frames processed at once
+SPECTRUM_BLOCK_SECONDS = 0.1    # the plain spectrum kept for placing section boundaries
 
 
 # ============================================================================ onset envelopes
@@ -182,7 +191,12 @@ def onset_envelopes(audio, sample_rate, rate=ENVELOPE_RATE, percussive=True, sta
 
 
 def _envelopes_and_spectrum(audio, sample_rate, rate, percussive, start, count, keep_spectrum):
-    """(envelopes, the plain mel spectrum in dB [count, N_MELS] or None)."""
+    """(envelopes, the plain mel spectrum in dB per SPECTRUM_BLOCK_SECONDS [blocks, N_MELS] or None).
+
+    Frames are processed in blocks (with the harmonic median's reach on either side, so the
+    result is the same as in one piece, to float rounding): memory holds the masked mel power of
+    the excerpt (51 kB a second), not every intermediate array of an hour of music at once.
+    """
     audio = np.asarray(audio, dtype=np.float32).reshape(-1)
     sample_rate = int(sample_rate)
     rate = float(rate)
@@ -194,39 +208,69 @@ def _envelopes_and_spectrum(audio, sample_rate, rate, percussive, start, count, 
     # the rise is centred on the sample: dB at n + half minus dB at n - half
     half = max(1, int(round(RISE_SECONDS * rate / 2.0)))
     time_levels = _levels_for(HPSS_TIME_SECONDS * rate) if percussive else 0
-    # frames before and after the excerpt: the rise's reach and the harmonic median's
+    # the harmonic median's reach: iterated medians of three 1, 3, 9 ... frames apart
     reach = (3 ** time_levels - 1) // 2 if percussive else 0
-    margin_before = margin_after = half + reach
-    n_frames = count + margin_before + margin_after
+    n_frames = count + 2 * half                # frame i is the time of envelope sample i - half
     # an attack raises the dB most as it enters the window's leading half, 9-26 ms before the
     # window's centre (measured on bursts 10-60 dB above their background): with the window
     # centred ONSET_LEAD earlier, envelope peaks fall within ±10 ms of the attacks
-    times = start - ONSET_LEAD + (np.arange(n_frames) - margin_before) / rate
-    power, centres = mel_power(audio, sample_rate, times)
+    times = start - ONSET_LEAD + (np.arange(-reach, n_frames + reach) - half) / rate
+    masked = np.empty((n_frames, N_MELS), dtype=np.float32)
+    # the plain spectrum, as mean power per block of `per_block` envelope samples
+    per_block = max(1, int(round(SPECTRUM_BLOCK_SECONDS * rate)))
+    plain = np.zeros((-(-count // per_block), N_MELS), dtype=np.float64) if keep_spectrum else None
+    centres = _mel_bank(sample_rate, _frame_geometry(sample_rate)[1], N_MELS,
+                        min(MAX_FREQUENCY, sample_rate / 2.0))[1]
+    for first in range(0, n_frames, _BLOCK_FRAMES):
+        last = min(first + _BLOCK_FRAMES, n_frames)
+        # frames first - reach .. last + reach (times[] starts `reach` frames early)
+        power, _ = mel_power(audio, sample_rate, times[first:last + 2 * reach])
+        inner = power[reach:reach + last - first]
+        if plain is not None:
+            lo, hi = max(first, half), min(last, half + count)          # frames of samples lo-half ..
+            if hi > lo:
+                samples = np.arange(lo - half, hi - half)
+                ids, runs = np.unique(samples // per_block, return_index=True)
+                plain[ids] += np.add.reduceat(power[reach + lo - first:reach + hi - first], runs, axis=0)
+        if percussive:
+            harmonic = _pseudo_median(power, 0, time_levels)[reach:reach + last - first]
+            percussive_part = _pseudo_median(inner, 1, _levels_for(HPSS_BANDS))
+            # soft mask on magnitudes squared (= power): P²/(P² + H²) of the magnitudes
+            h2 = np.square(harmonic)
+            p2 = np.square(percussive_part)
+            inner = inner * (p2 / np.maximum(p2 + h2, 1e-30))
+        masked[first:last] = inner
     spectrum = None
-    if keep_spectrum:
-        plain = power[margin_before:margin_before + count]
-        loudest = float(plain.max()) if plain.size else 0.0
-        floor = max(10.0 ** (FLOOR_DB / 10.0), loudest * 10.0 ** (-TOP_DB / 10.0))
-        spectrum = (10.0 * np.log10(np.maximum(plain, floor))).astype(np.float32)
-    if percussive and n_frames:
-        harmonic = _pseudo_median(power, 0, time_levels)
-        percussive_part = _pseudo_median(power, 1, _levels_for(HPSS_BANDS))
-        # soft mask on magnitudes squared (= power): P²/(P² + H²) of the magnitudes
-        h2 = np.square(harmonic)
-        p2 = np.square(percussive_part)
-        power = power * (p2 / np.maximum(p2 + h2, 1e-30))
+    if plain is not None:
+        sizes = np.minimum(per_block, count - per_block * np.arange(len(plain)))
+        plain /= sizes[:, None]
+        spectrum = _to_db(plain.astype(np.float32), np.empty(plain.shape, dtype=np.float32))
+    db = _to_db(masked, masked)
+    # rise[n] = db[n + half] - db[n - half] for the excerpt's samples n = 0 .. count-1, and each
+    # band's mean over its mel bands (one product with an averaging matrix), block by block
+    masks = _band_masks(centres)
+    averaging = np.zeros((N_MELS, len(masks)), dtype=np.float32)
+    for column, mask in enumerate(masks.values()):
+        if mask.any():
+            averaging[mask, column] = 1.0 / mask.sum()
+    means = np.empty((count, len(masks)), dtype=np.float32)
+    for first in range(0, count, _BLOCK_FRAMES):
+        last = min(first + _BLOCK_FRAMES, count)
+        rise = db[first + 2 * half:last + 2 * half] - db[first:last]
+        np.maximum(rise, 0.0, out=rise)
+        np.matmul(rise, averaging, out=means[first:last])
+    envelopes = {band: np.ascontiguousarray(means[:, column]) for column, band in enumerate(masks)}
+    return envelopes, spectrum
+
+
+def _to_db(power, out):
+    """Power in dB, floored at FLOOR_DB and TOP_DB below the loudest value, written into ``out``."""
     loudest = float(power.max()) if power.size else 0.0
     floor = max(10.0 ** (FLOOR_DB / 10.0), loudest * 10.0 ** (-TOP_DB / 10.0))
-    db = 10.0 * np.log10(np.maximum(power, floor))
-    # rise[n] = db[n + half] - db[n - half] for the excerpt's samples n = 0 .. count-1
-    first = margin_before
-    rise = np.maximum(db[first + half:first + half + count] - db[first - half:first - half + count], 0.0)
-    envelopes = {}
-    for band, mask in _band_masks(centres).items():
-        values = rise[:, mask].mean(axis=1) if mask.any() else np.zeros(count)
-        envelopes[band] = np.ascontiguousarray(values, dtype=np.float32)
-    return envelopes, spectrum
+    np.maximum(power, np.float32(floor), out=out)
+    np.log10(out, out=out)
+    out *= np.float32(10.0)
+    return out
 
 
 # ============================================================================ tempo
@@ -239,7 +283,7 @@ DOUBLE_MAX_BPM = 210.0          # a tempo whose half-beats are as strong as its 
 TEMPO_MIN_SECONDS = 5.0         # shorter excerpts get no tempo
 TEMPO_CONFIDENCE_MIN = 0.15     # periodicity (a correlation) needed for a tempo ...
 TEMPO_CONFIDENCE_SHORT = 1.0    # ... and at least this / sqrt(seconds) on short excerpts
-TEMPO_STRENGTH_MIN_DB = 0.1     # the periodic part of the envelope must be this strong (dB)
+TEMPO_STRENGTH_MIN_DB = 0.3     # the periodic part of the envelope must be this strong (dB)
 _MULTIPLES = 4                  # beat-period multiples compared by the comb
 _MAX_LAG_SECONDS = 4.0
 
@@ -523,8 +567,10 @@ def _embedding_grid(embeddings, times):
     first = float(times[0])
     index = np.floor((times - first) / step + 0.5).astype(np.int64)
     n = int(index[-1]) + 1
+    # index is sorted: each step's rows are one run, summed at once
+    steps, run_starts = np.unique(index, return_index=True)
     sums = np.zeros((n, embeddings.shape[1]))
-    np.add.at(sums, index, embeddings)
+    sums[steps] = np.add.reduceat(embeddings, run_starts, axis=0)
     counts = np.bincount(index, minlength=n)
     filled = np.flatnonzero(counts)
     # steps without an embedding take the nearest filled one
@@ -884,7 +930,8 @@ def analyze(audio, sample_rate, audio_start, start, duration, embeddings=None, e
         inside = (embedding_times >= start) & (embedding_times < start + duration)
         if inside.sum() >= 3:
             coarse = section_boundaries(embeddings[inside], embedding_times[inside], min_section_seconds)
-            refined = sorted(start + refine_boundary(spectrum, rate, b - start) for b in coarse)
+            refined = sorted(start + refine_boundary(spectrum, 1.0 / SPECTRUM_BLOCK_SECONDS, b - start)
+                             for b in coarse)
             kept = []
             for b in refined:
                 if (b - start >= min_section_seconds and start + duration - b >= min_section_seconds
