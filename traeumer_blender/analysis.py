@@ -548,6 +548,11 @@ def find_downbeats(beats, envelopes, rate) -> np.ndarray:
 # ============================================================================ sections
 
 SECTION_STEP_SECONDS = 0.5      # embeddings are averaged onto a grid this fine
+# a boundary from the embeddings moves to the largest spectral change at most this far: the
+# novelty peak is already within about half a second of a hard cut, and a wider reach lets a
+# drop after the cut win (bench/motion.py's medley: 0.5 s places cuts at 20/40/60 s at
+# 20.0/40.0/60.1; 1.5 s placed them at 20.7/40.0 and missed the third)
+BOUNDARY_REFINE_SECONDS = 0.5
 NOVELTY_MIN = 0.05              # cosine-distance contrast a boundary needs (see section_boundaries)
 SECTION_KERNEL_MAX_SECONDS = 8.0
 
@@ -930,7 +935,8 @@ def analyze(audio, sample_rate, audio_start, start, duration, embeddings=None, e
         inside = (embedding_times >= start) & (embedding_times < start + duration)
         if inside.sum() >= 3:
             coarse = section_boundaries(embeddings[inside], embedding_times[inside], min_section_seconds)
-            refined = sorted(start + refine_boundary(spectrum, 1.0 / SPECTRUM_BLOCK_SECONDS, b - start)
+            refined = sorted(start + refine_boundary(spectrum, 1.0 / SPECTRUM_BLOCK_SECONDS, b - start,
+                                                              reach=BOUNDARY_REFINE_SECONDS)
                              for b in coarse)
             kept = []
             for b in refined:
