@@ -2,6 +2,13 @@
 """Benchmark of musical motion.
 
     .venv/bin/python bench/motion.py --analysis [--repeats 3] [--seconds 300] [--confidence [--trials 10]]
+    .venv/bin/python bench/motion.py --styles
+
+--styles: do the pictures move with the music (``bench/motion_measures.py``)? With the default
+motion settings against motion off, in one run: the image change on beats over that between
+them and its correlation with onset strength on three steady-beat pieces, and on a medley of
+four pieces joined by hard cuts the coarse style's crossing time at each cut and its change
+inside the pieces.
 
 --analysis: the music analysis (``traeumer_blender.analysis.analyze``) of a 5-minute song made
 by joining the HyperRogue pieces of ../shared/audio (decoded to 16 kHz mono, the encoder's
@@ -200,14 +207,20 @@ def main(argv=None) -> int:
     parser.add_argument("--trials", type=int, default=10, help="signals per kind and length (--confidence)")
     parser.add_argument("--seconds", type=float, default=300.0, help="length of the joined song")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--styles", action="store_true", help="frames on the beat and styles at cuts")
     args = parser.parse_args(argv)
-    if not (args.analysis or args.confidence):
-        parser.error("choose a part: --analysis and/or --confidence")
+    if not (args.analysis or args.confidence or args.styles):
+        parser.error("choose a part: --analysis, --confidence and/or --styles")
     print(f"torch CPU capability: {cpu_capability()}; load average before: {load_average()}")
     if args.analysis:
         bench_analysis(args.seconds, args.repeats)
     if args.confidence:
         bench_confidence(args.trials)
+    if args.styles:
+        import motion_measures
+
+        motion_measures.run(lambda line: print(f"{line}  [{cpu_capability()}, load {load_average()}]"
+                                               if not line.startswith("##") else line, flush=True))
     return 0
 
 
