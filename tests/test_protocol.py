@@ -37,7 +37,8 @@ def example_params(cmd):
     return {
         protocol.PING: {}, protocol.CANCEL: {}, protocol.SHUTDOWN: {},
         protocol.GENERATE: GENERATE_PARAMS,
-        protocol.UPDATE: dict(styles_path="/f/styles.npz", edits_path="/f/edits.npz", device="cpu"),
+        protocol.UPDATE: dict(styles_path="/f/styles.npz", edits_path="/f/edits.npz", device="cpu",
+                              section_starts=[0.0, 10.1]),
         protocol.LABEL_CANDIDATES: dict(model="default", device="cpu", seed=1, count=4, resolution=64,
                                         out_dir="/c", base_w=[0.5] * 8, strength=0.35),
         protocol.LABEL_ADD: dict(set_path="/s.labels.npz", name="taste", model="default", encoder="default",
