@@ -173,7 +173,6 @@ def test_update_frames_renders_an_edited_pulse_and_a_moved_cut_only_where_they_a
     import hashlib
 
     from music_fixtures import two_sections_wav
-
     from traeumer_blender.layer_groups import used_groups
     from traeumer_blender.pipeline import GenerateSettings, run_generate
     from traeumer_blender.styles_file import load_styles
