@@ -362,9 +362,10 @@ class UpdateJob(Job):
             raise JobError(user_message(str(error))) from None
         values = style_curves.current_values(scene, track, curves)
         changed = style_edit.changed_frames(values, curves["applied"])
-        # the cuts between sections follow the track's section markers
+        # the cuts between sections follow the track's section markers (a track whose markers
+        # were never made keeps its cuts)
         starts, cuts_moved = None, False
-        if curves["applied_cuts"] is not None and curves["frame_times"] is not None:
+        if curves["applied_cuts"] is not None and curves["frame_times"] is not None and markers.section_count(track):
             starts = markers.section_starts(scene, track, curves["frame_times"], int(curves["frame_start"]))
             cuts = style_edit.section_cuts(starts, curves["frame_times"])
             cuts_moved = not np.array_equal(cuts, curves["applied_cuts"])

@@ -91,6 +91,24 @@ def test_forget_edits_removes_only_frames_that_show_edited_styles(tmp_path):
     assert not os.path.exists(style_edit.curves_path(tmp_path))
 
 
+def test_curves_files_of_tracks_made_before_motion_still_load(tmp_path):
+    """traeumer-curves-1 (no pulse curves, frame times or cuts): the cuts cannot move."""
+    stored, names, baseline, basis, w_avg = _edit_inputs()
+    path = tmp_path / "curves.npz"
+    np.savez(path, format=np.array("traeumer-curves-1"), names=np.array(names), groups=np.arange(3),
+             frame_start=np.array(1), baseline=baseline, applied=baseline, mean=np.zeros((3, 8)), basis=basis,
+             truncation=np.array(0.8))
+    curves = style_edit.load_curves(path)
+    assert curves["applied_cuts"] is None and curves["frame_times"] is None and curves["names"] == names
+    style_edit.save_curves(path, names, (0, 1, 2), 1, baseline, baseline, np.zeros((3, 8)), basis, 0.8,
+                           frame_times=np.arange(10) / 4.0, cuts=[4])
+    curves = style_edit.load_curves(path)
+    assert curves["applied_cuts"].tolist() == [4] and curves["frame_times"][2] == 0.5
+    style_edit.save_curves(path, names, (0, 1, 2), 1, baseline, baseline, np.zeros((3, 8)), basis, 0.8, cuts=[10])
+    with pytest.raises(style_edit.TraeumerError, match="applied_cuts outside the frames"):
+        style_edit.load_curves(path)
+
+
 class _Record:
     """The parts of a styles_file.MotionRecord that the curve maths reads."""
 
