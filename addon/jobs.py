@@ -289,7 +289,7 @@ class GenerateJob(Job):
             self.curves_info = style_curves.write_track_curves(scene, track, path, styles)
             self.curves_info["markers"] = markers.write_track_markers(scene, track, styles, self.beat_markers)
         except (TraeumerError, OSError, ValueError, KeyError) as error:
-            self.warnings.append(f"Style curves could not be written: {error}")
+            self.warnings.append(f"Style curves or markers could not be written: {error}")
 
     def on_done(self, result):
         scene, track = self.scene, self.track
