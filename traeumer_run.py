@@ -5,6 +5,9 @@
             [--model FILE] [--fps 30] [--render out.mp4] [options]
     python traeumer_run.py -- ...            (the same with the bpy module; --open FILE.blend)
 
+Musical motion takes the engine's options (--pulse, --pulse-bands, --attack, --release,
+--no-cuts, --crossfade, --hold, --no-motion) and --beat-markers.
+
 With ``--audio`` the song becomes a sound strip on channel 1 at the scene's first frame (and the
 scene's frame range follows it); without it the open file's sound strip is used (``--strip``,
 else the active or the only sound strip). Background Blender has no timers or modal operators,
@@ -16,6 +19,7 @@ It uses the installed extension when it is enabled, else the extension folder th
 """
 
 import argparse
+import dataclasses
 import importlib
 import importlib.util
 import os
@@ -62,6 +66,17 @@ def parse_arguments(argv):
     parser.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), help="where the generator runs")
     parser.add_argument("--render", help="render the Sequencer (frames + music) to this MP4 with Blender")
     parser.add_argument("--timeout", type=float, help="cancel the job after this many seconds")
+    motion = parser.add_argument_group("musical motion (as the engine's generate command; on by default)")
+    motion.add_argument("--pulse", metavar="C,M,F", help="pulse amount of the coarse,middle,fine layers, 0..1")
+    motion.add_argument("--pulse-bands", metavar="B,B,B",
+                        help="band driving each group: full, low, mid or high (e.g. low,low,high)")
+    motion.add_argument("--attack", type=float, help="pulse attack (s)")
+    motion.add_argument("--release", type=float, help="pulse release (s)")
+    motion.add_argument("--no-cuts", action="store_true", help="smooth across section boundaries")
+    motion.add_argument("--crossfade", type=float, help="crossfade at a cut (s)")
+    motion.add_argument("--hold", choices=("none", "beat", "bar"), help="hold the look per beat or per bar")
+    motion.add_argument("--no-motion", action="store_true", help="no pulse, no cuts, no hold, no markers")
+    motion.add_argument("--beat-markers", action="store_true", help="also mark every beat on the timeline")
     return parser.parse_args(argv)
 
 
@@ -207,6 +222,36 @@ def apply_settings(scene, args):
         settings.smoothing_coarse, settings.smoothing_middle, settings.smoothing_fine = coarse, middle, fine
 
 
+def apply_motion_settings(ext, scene, args):
+    """The motion options over the scene's motion settings, checked by the engine before any is
+    set (a property would clamp a bad value without a word)."""
+    motion = importlib.import_module(ext.__name__ + ".traeumer_blender.motion")
+    properties = importlib.import_module(ext.__name__ + ".addon.properties")
+    errors = importlib.import_module(ext.__name__ + ".traeumer_blender.errors")
+    settings = scene.traeumer
+    if args.beat_markers:
+        settings.beat_markers = True
+    if args.no_motion:
+        properties.set_motion_settings(settings, motion.MOTION_OFF, use_motion=False)
+        return
+    try:
+        current = properties.motion_settings(settings) if settings.use_motion else motion.MotionSettings()
+        changes = {}
+        if args.pulse is not None:
+            changes["pulse_amounts"] = motion.parse_amounts(args.pulse)
+        if args.pulse_bands is not None:
+            changes["pulse_bands"] = motion.parse_bands(args.pulse_bands)
+        for name in ("attack", "release", "crossfade", "hold"):
+            if getattr(args, name) is not None:
+                changes[name] = getattr(args, name)
+        if args.no_cuts:
+            changes["cuts"] = False
+        chosen = dataclasses.replace(current, **changes).checked()
+    except errors.TraeumerError as error:
+        raise RunError(f"motion: {error}") from None
+    properties.set_motion_settings(settings, chosen, use_motion=True)
+
+
 # --- running ------------------------------------------------------------------------------------------
 
 def generate(ext, args):
@@ -281,6 +326,7 @@ def main(argv=None):
             raise RunError("--fps applies to a new sound strip (--audio); the open file keeps its rate")
         choose_strip(ext, scene, args)
     apply_settings(scene, args)
+    apply_motion_settings(ext, scene, args)
     if args.blend:
         os.makedirs(os.path.dirname(os.path.abspath(args.blend)), exist_ok=True)
         bpy.ops.wm.save_as_mainfile(filepath=os.path.abspath(args.blend))

@@ -12,6 +12,10 @@
   (removal in 6.0).
 - Path properties: 4.5+ warn when a path property gets a "//" (blend-relative) value unless it is
   declared with ``PATH_SUPPORTS_BLEND_RELATIVE``, an option 4.2–4.4 do not know.
+- Timeline markers: ``scene.timeline_markers.new(name, frame=)`` / ``.remove(marker)`` are the same
+  in 4.2–5.2, and a name keeps at most 63 bytes (longer ones are cut). 4.5 lets a marker hold ID
+  properties, 5.0 and 5.2 refuse them: the extension records its markers by name (on the track)
+  instead of tagging them.
 """
 
 from fractions import Fraction
@@ -179,6 +183,31 @@ def set_keys_linear(fcurve, frames, values) -> None:
     # enum value of 'LINEAR' in Keyframe.interpolation (CONSTANT, LINEAR, BEZIER, ...)
     points.foreach_set("interpolation", [1] * count)
     fcurve.update()
+
+
+# --- Timeline markers ----------------------------------------------------------------------------
+
+MARKER_NAME_BYTES = 63
+
+
+def timeline_markers(scene):
+    return scene.timeline_markers
+
+
+def fit_marker_name(name: str) -> str:
+    """``name`` cut (at a character) to what a marker keeps, so the stored name equals it."""
+    encoded = name.encode("utf-8")
+    if len(encoded) <= MARKER_NAME_BYTES:
+        return name
+    return encoded[:MARKER_NAME_BYTES].decode("utf-8", errors="ignore").rstrip()
+
+
+def new_marker(scene, name: str, frame: int):
+    return scene.timeline_markers.new(fit_marker_name(name), frame=int(frame))
+
+
+def remove_marker(scene, marker) -> None:
+    scene.timeline_markers.remove(marker)
 
 
 # --- Sound, images, materials, rendering ------------------------------------------------------

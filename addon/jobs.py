@@ -19,9 +19,11 @@ import numpy as np
 from ..traeumer_blender import protocol, style_edit
 from ..traeumer_blender.errors import TraeumerError
 from ..traeumer_blender.output_folder import STYLES_NAME, ensure_writable_folder, remove_partial_files
+from ..traeumer_blender.styles_file import load_styles
 from ..traeumer_blender.timing import format_duration
-from . import compat, output, style_curves, worker_client
+from . import compat, markers, output, style_curves, worker_client
 from .preferences import worker_settings
+from .properties import motion_settings
 from .timeline import missing_sound_strip_message, sound_strip_span, target_sound_strip
 
 
@@ -216,6 +218,10 @@ class GenerateJob(Job):
             raise JobError(user_message(str(error))) from None
         model = _file_setting(settings.model_path, "Model")
         mapper = _file_setting(settings.mapper_path, "Mapping")
+        try:
+            motion = motion_settings(settings).record()
+        except TraeumerError as error:
+            raise JobError(f"Motion: {user_message(str(error))}") from None
 
         track = settings.tracks.get(strip.name)
         if track is None:
@@ -255,8 +261,9 @@ class GenerateJob(Job):
             "smoothing": [float(settings.smoothing_coarse), float(settings.smoothing_middle),
                           float(settings.smoothing_fine)],
             "truncation": float(settings.truncation), "seed": int(settings.seed),
-            "device": settings.device,
+            "device": settings.device, "motion": motion,
         }
+        job.beat_markers = bool(settings.beat_markers)
         job.decoded_audio = False
         try:
             job._send(protocol.GENERATE, **job.params)
@@ -273,13 +280,16 @@ class GenerateJob(Job):
                 output.refresh_track(self.scene, track)
 
     def on_styles(self, path):
+        """The styles exist: key the track's curves and replace its markers."""
         scene, track = self.scene, self.track
         if scene is None or track is None:
             return
         try:
-            self.curves_info = style_curves.write_track_curves(scene, track, path)
+            styles = load_styles(path)
+            self.curves_info = style_curves.write_track_curves(scene, track, path, styles)
+            self.curves_info["markers"] = markers.write_track_markers(scene, track, styles, self.beat_markers)
         except (TraeumerError, OSError, ValueError, KeyError) as error:
-            self.warnings.append(f"Style curves could not be written: {error}")
+            self.warnings.append(f"Style curves or markers could not be written: {error}")
 
     def on_done(self, result):
         scene, track = self.scene, self.track
@@ -352,11 +362,18 @@ class UpdateJob(Job):
             raise JobError(user_message(str(error))) from None
         values = style_curves.current_values(scene, track, curves)
         changed = style_edit.changed_frames(values, curves["applied"])
+        # the cuts between sections follow the track's section markers (a track whose markers
+        # were never made keeps its cuts)
+        starts, cuts_moved = None, False
+        if curves["applied_cuts"] is not None and curves["frame_times"] is not None and markers.section_count(track):
+            starts = markers.section_starts(scene, track, curves["frame_times"], int(curves["frame_start"]))
+            cuts = style_edit.section_cuts(starts, curves["frame_times"])
+            cuts_moved = not np.array_equal(cuts, curves["applied_cuts"])
         job = cls(scene, track.name)
         job.folder = folder
-        if len(changed) == 0:
+        if len(changed) == 0 and not cuts_moved:
             job.state = "DONE"
-            job.message = f"'{track.name}': no style curve changed, nothing to render"
+            job.message = f"'{track.name}': no style curve or section marker changed, nothing to render"
             return job
         edits = os.path.join(folder, "edits.npz")
         try:
@@ -364,7 +381,8 @@ class UpdateJob(Job):
         except OSError as error:
             raise JobError(f"Cannot write {edits}: {error.strerror}") from None
         track.state = "RUNNING"
-        job._send(protocol.UPDATE, styles_path=styles, edits_path=edits, device=settings.device)
+        job._send(protocol.UPDATE, styles_path=styles, edits_path=edits, device=settings.device,
+                  section_starts=starts)
         _claim_active(job)
         return job
 
@@ -374,10 +392,15 @@ class UpdateJob(Job):
 
     def on_done(self, result):
         ranges = result.get("changed", [])
+        if self.scene is not None and self.track is not None:
+            markers.remember_frames(self.scene, self.track)
         frame_start = self.track.frame_start if self.track is not None else 0
         shown = ", ".join(f"{frame_start + a}–{frame_start + b}" if a != b else f"{frame_start + a}"
                           for a, b in ranges[:6])
         more = "…" if len(ranges) > 6 else ""
+        if not ranges:
+            self._finish("DONE", "Nothing to render: the changes leave every frame as it is")
+            return
         self._finish("DONE", f"Re-rendered {result.get('frames_rendered', 0)} frames ({shown}{more})")
 
 

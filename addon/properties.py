@@ -2,11 +2,29 @@
 """Settings stored on the scene as ``scene.traeumer`` (saved with the .blend)."""
 
 import bpy
-from bpy.props import CollectionProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
+from bpy.props import (
+    BoolProperty,
+    CollectionProperty,
+    EnumProperty,
+    FloatProperty,
+    IntProperty,
+    PointerProperty,
+    StringProperty,
+)
 
+from ..traeumer_blender import motion
 from ..traeumer_blender.layer_groups import DEFAULT_SMOOTHING_SECONDS, GROUP_NAMES
-from ..traeumer_blender.style_edit import COMPONENTS
+from ..traeumer_blender.style_edit import COMPONENTS, amount_curve_name, pulse_curve_name
 from . import compat
+
+
+class TRAEUMER_PG_marker(bpy.types.PropertyGroup):
+    """A timeline marker a track made (``addon/markers.py``): its name, and the frame it was last
+    seen at."""
+
+    frame: IntProperty(name="Frame", description="Scene frame of the marker when last seen")
+    kind: EnumProperty(name="Kind", items=[("SECTION", "Section", "Where a section starts (a cut)"),
+                                           ("BEAT", "Beat", "A beat")], default="SECTION")
 
 
 class TRAEUMER_PG_track(bpy.types.PropertyGroup):
@@ -35,6 +53,8 @@ class TRAEUMER_PG_track(bpy.types.PropertyGroup):
         default="NEW",
     )
     message: StringProperty(name="Message", description="Last report of the track's job")
+    markers: CollectionProperty(type=TRAEUMER_PG_marker, name="Markers",
+                                description="Timeline markers of the track's sections and beats")
 
 
 def _add_curve_properties(cls):
@@ -54,9 +74,90 @@ def _add_curve_properties(cls):
             name=f"{group.title()} Intensity",
             description=f"Scale of the {group} layers' style around the average style (1 = as generated)",
             default=1.0, soft_min=0.0, soft_max=2.0, options={"ANIMATABLE"})
+    # musical motion: each band's shaped pulse and each group's pulse amount
+    for band in motion.PULSE_BANDS:
+        cls.__annotations__[pulse_curve_name(band)] = FloatProperty(
+            name=f"Pulse {band.title()}",
+            description=f"Shaped onset pulse of the {band} band (0 = calm, 1 = a full hit)",
+            default=0.0, soft_min=0.0, soft_max=1.0, options={"ANIMATABLE"})
+    for g, group in enumerate(GROUP_NAMES):
+        cls.__annotations__[amount_curve_name(g)] = FloatProperty(
+            name=f"{group.title()} Pulse",
+            description=f"How far the pulse moves the {group} layers toward the pulse target",
+            default=0.0, soft_min=0.0, soft_max=1.0, options={"ANIMATABLE"})
 
 
 _add_curve_properties(TRAEUMER_PG_track)
+
+_BAND_ITEMS = [(band, band.title(), {"full": "All frequencies", "low": "Kicks and bass",
+                                     "mid": "Snares and voices", "high": "Hi-hats and cymbals"}.get(band, band))
+               for band in motion.PULSE_BANDS]
+_HOLD_ITEMS = [(kind, kind.title(), {"none": "The look flows", "beat": "One look per beat",
+                                     "bar": "One look per bar"}.get(kind, kind))
+               for kind in motion.HOLD_KINDS]
+
+
+def _motion_properties(cls):
+    """Generate's motion settings; defaults are the engine's (``motion.MotionSettings``)."""
+    notes = cls.__annotations__
+    notes["use_motion"] = BoolProperty(
+        name="Motion", description="Move the picture with the music: pulse on onsets, cuts between sections",
+        default=True)
+    for g, group in enumerate(GROUP_NAMES):
+        notes[f"pulse_{group}"] = FloatProperty(
+            name=group.title(), description=f"Pulse amount of the {group} layers (0 = calm)",
+            default=motion.DEFAULT_PULSE_AMOUNTS[g], min=0.0, max=1.0, subtype="FACTOR")
+        notes[f"pulse_band_{group}"] = EnumProperty(
+            name=f"{group.title()} Band", description=f"Which band's onsets drive the {group} layers",
+            items=_BAND_ITEMS, default=motion.DEFAULT_PULSE_GROUP_BANDS[g])
+    notes["pulse_attack"] = FloatProperty(
+        name="Attack", description="Rise time of the pulse (seconds)",
+        default=motion.DEFAULT_ATTACK_SECONDS, min=0.0, soft_max=0.5, precision=3, unit="TIME_ABSOLUTE")
+    notes["pulse_release"] = FloatProperty(
+        name="Release", description="Decay time of the pulse after an onset (seconds)",
+        default=motion.DEFAULT_RELEASE_SECONDS, min=0.0, soft_max=2.0, precision=3, unit="TIME_ABSOLUTE")
+    notes["motion_cuts"] = BoolProperty(
+        name="Cuts", description="Do not smooth across section boundaries: the look changes at a section start",
+        default=motion.MotionSettings().cuts)
+    notes["motion_crossfade"] = FloatProperty(
+        name="Crossfade", description="How long a cut between sections blends (seconds)",
+        default=motion.DEFAULT_CROSSFADE_SECONDS, min=0.0, soft_max=2.0, precision=3, unit="TIME_ABSOLUTE")
+    notes["motion_hold"] = EnumProperty(
+        name="Hold", description="Hold the look per beat or per bar", items=_HOLD_ITEMS,
+        default=motion.MotionSettings().hold)
+    notes["beat_markers"] = BoolProperty(
+        name="Beat Markers", description="Also mark every beat on the timeline (bar.beat)", default=False)
+
+
+def _number(value) -> float:
+    """A float property's value as the number it was set to (float32 0.01 -> 0.01)."""
+    return float(f"{float(value):.6g}")
+
+
+def motion_settings(settings) -> "motion.MotionSettings":
+    """The engine's MotionSettings for the scene's settings (MOTION_OFF when motion is off);
+    raises TraeumerError naming a bad value."""
+    if not settings.use_motion:
+        return motion.MOTION_OFF
+    return motion.MotionSettings(
+        pulse_amounts=tuple(_number(getattr(settings, f"pulse_{group}")) for group in GROUP_NAMES),
+        pulse_bands=tuple(getattr(settings, f"pulse_band_{group}") for group in GROUP_NAMES),
+        attack=_number(settings.pulse_attack), release=_number(settings.pulse_release),
+        cuts=bool(settings.motion_cuts), crossfade=_number(settings.motion_crossfade),
+        hold=settings.motion_hold).checked()
+
+
+def set_motion_settings(settings, chosen, use_motion: bool = True) -> None:
+    """Set the scene's settings from a MotionSettings (traeumer_run.py)."""
+    settings.use_motion = bool(use_motion)
+    if not use_motion:
+        return
+    for g, group in enumerate(GROUP_NAMES):
+        setattr(settings, f"pulse_{group}", float(chosen.pulse_amounts[g]))
+        setattr(settings, f"pulse_band_{group}", str(chosen.pulse_bands[g]))
+    settings.pulse_attack, settings.pulse_release = float(chosen.attack), float(chosen.release)
+    settings.motion_cuts, settings.motion_crossfade = bool(chosen.cuts), float(chosen.crossfade)
+    settings.motion_hold = chosen.hold
 
 
 class TRAEUMER_PG_settings(bpy.types.PropertyGroup):
@@ -120,7 +221,9 @@ class TRAEUMER_PG_settings(bpy.types.PropertyGroup):
     active_track_index: IntProperty(name="Active Track", default=0, min=0)
 
 
-classes = (TRAEUMER_PG_track, TRAEUMER_PG_settings)
+_motion_properties(TRAEUMER_PG_settings)
+
+classes = (TRAEUMER_PG_marker, TRAEUMER_PG_track, TRAEUMER_PG_settings)
 
 
 _register_classes, _unregister_classes = bpy.utils.register_classes_factory(classes)

@@ -4,7 +4,10 @@
 Keys live on the scene's action as F-curves of ``traeumer.tracks["<name>"].<curve>``, grouped
 per track ("TräumerAI <name>"), so the Graph Editor lists them as "Coarse PC 1 (<name>)" ...
 Each principal-component curve is reduced to the keys that keep linear interpolation within
-``style_edit.KEY_TOLERANCE`` standard deviations of the exact per-frame value.
+``style_edit.KEY_TOLERANCE`` standard deviations of the exact per-frame value. Tracks made with
+musical motion also get each used band's pulse (``pulse_low`` ..., within
+``style_edit.PULSE_KEY_TOLERANCE`` of the exact pulse) and each group's pulse amount
+(``coarse_pulse`` ..., keyed constant at the first and last frame).
 """
 
 import os
@@ -26,13 +29,15 @@ def curve_group_name(track_name: str) -> str:
     return f"TräumerAI {track_name}"
 
 
-def write_track_curves(scene, track, styles_path: str) -> dict:
-    """Key the track's style curves from its styles.npz and store their baseline in curves.npz."""
-    styles = load_styles(styles_path)
+def write_track_curves(scene, track, styles_path: str, styles=None) -> dict:
+    """Key the track's style curves from its styles.npz (``styles``: already loaded) and store
+    their baseline in curves.npz."""
+    styles = load_styles(styles_path) if styles is None else styles
     group_ws = np.asarray(styles.group_ws, dtype=np.float64)
     groups = used_groups(styles.layer_group)
-    names = style_edit.curve_names(groups)
-    values, mean, basis = style_edit.curve_values(group_ws, styles.truncation, groups)
+    record = styles.motion
+    names = style_edit.curve_names(groups, pulse_bands=style_edit.pulse_curve_bands(record, groups))
+    values, mean, basis = style_edit.curve_values(group_ws, styles.truncation, groups, motion=record)
     count = group_ws.shape[0]
     frames = track.frame_start + np.arange(count)
     base_path = track_data_path(track.name)
@@ -43,15 +48,19 @@ def write_track_curves(scene, track, styles_path: str) -> dict:
     for column, name in enumerate(names):
         fcurve = compat.ensure_fcurve(scene, f"{base_path}.{name}", group=curve_group_name(track.name),
                                       action_name=action_name)
-        keep = style_edit.reduce_keys(values[:, column])
+        keep = style_edit.reduce_keys(values[:, column], style_edit.key_tolerance(name))
         compat.set_keys_linear(fcurve, frames[keep], values[keep, column])
         keys += len(keep)
         fcurves.append(fcurve)
     track.action_name = scene.animation_data.action.name
     baseline = evaluate(fcurves, frames)
+    # the cuts can move (section markers) when the styles were made with motion and cuts
+    cuts = record.cut_frames if record is not None and record.settings.get("cuts", False) else None
     style_edit.save_curves(style_edit.curves_path(os.path.dirname(styles_path)), names, groups,
-                           track.frame_start, baseline, baseline, mean, basis, styles.truncation)
-    return {"curves": len(names), "keys": keys, "frames": count}
+                           track.frame_start, baseline, baseline, mean, basis, styles.truncation,
+                           frame_times=styles.frame_times, cuts=cuts)
+    return {"curves": len(names), "keys": keys, "frames": count,
+            "pulse_curves": sum(1 for name in names if name.startswith("pulse_"))}
 
 
 def evaluate(fcurves, frames) -> np.ndarray:

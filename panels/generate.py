@@ -1,12 +1,13 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""The "Generate from audio" panel in the Sequencer sidebar."""
+"""The "Generate from audio" panel in the Sequencer sidebar, with its "Motion" sub-panel."""
 
 import os
 
 import bpy
 
-from ..addon import compat, jobs
+from ..addon import compat, jobs, markers
 from ..addon.timeline import sound_strip_span, target_sound_strip
+from ..traeumer_blender.layer_groups import GROUP_NAMES
 from ..traeumer_blender.timing import describe_fps
 
 
@@ -84,12 +85,54 @@ class TRAEUMER_PT_generate(bpy.types.Panel):
                 info.label(text=f"{track.frame_count} frames from {track.frame_start}", icon="IMAGE_DATA")
                 if track.action_name:
                     info.label(text=f"Curves: action '{track.action_name}'", icon="ACTION")
+                sections = markers.section_count(track)
+                if sections:
+                    beats = len(track.markers) - sections
+                    text = f"Markers: {sections} section{'s' if sections != 1 else ''}"
+                    info.label(text=text + (f", {beats} beats" if beats else ""), icon="MARKER_HLT")
                 info.label(text=track.output_dir, icon="FILE_FOLDER")
                 if track.message:
                     info.label(text=track.message[:120])
                 row = layout.row()
                 row.enabled = job is None or job.finished
                 row.operator("traeumer.update_frames", icon="FILE_REFRESH").track = track.name
+
+
+class TRAEUMER_PT_motion(bpy.types.Panel):
+    """Musical motion of Generate: pulse on onsets, cuts between sections, hold, markers."""
+
+    bl_idname = "TRAEUMER_PT_motion"
+    bl_label = "Motion"
+    bl_parent_id = "TRAEUMER_PT_generate"
+    bl_space_type = "SEQUENCE_EDITOR"
+    bl_region_type = "UI"
+    bl_category = "TräumerAI"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw_header(self, context):
+        self.layout.prop(context.scene.traeumer, "use_motion", text="")
+
+    def draw(self, context):
+        settings = context.scene.traeumer
+        layout = self.layout
+        layout.use_property_split = True
+        layout.use_property_decorate = False
+        layout.active = settings.use_motion
+        pulse = layout.column(align=True, heading="Pulse")
+        for group in GROUP_NAMES:
+            row = pulse.row(align=True)
+            row.prop(settings, f"pulse_{group}")
+            row.prop(settings, f"pulse_band_{group}", text="")
+        column = layout.column(align=True)
+        column.prop(settings, "pulse_attack")
+        column.prop(settings, "pulse_release")
+        column = layout.column(heading="Sections")
+        column.prop(settings, "motion_cuts")
+        row = column.row()
+        row.active = settings.motion_cuts
+        row.prop(settings, "motion_crossfade")
+        layout.prop(settings, "motion_hold")
+        layout.prop(settings, "beat_markers")
 
 
 class TRAEUMER_UL_tracks(bpy.types.UIList):
@@ -99,4 +142,4 @@ class TRAEUMER_UL_tracks(bpy.types.UIList):
         layout.label(text=f"{item.frame_count} fr")
 
 
-classes = (TRAEUMER_UL_tracks, TRAEUMER_PT_generate)
+classes = (TRAEUMER_UL_tracks, TRAEUMER_PT_generate, TRAEUMER_PT_motion)

@@ -136,7 +136,8 @@ render.use_sequencer = True
 
 # style curves
 fcurves = style_curves.track_fcurves(scene, track)
-emit(curve_paths=[f.data_path for f in fcurves], keys=sum(len(f.keyframe_points) for f in fcurves),
+emit(curve_paths=[f.data_path for f in fcurves],
+     keys=sum(len(f.keyframe_points) for f in fcurves if "pulse" not in f.data_path),
      groups=sorted({{f.group.name for f in fcurves if f.group}}),
      labels=[track.bl_rna.properties[n].name for n in ("coarse_pc1", "fine_pc4", "truncation", "middle_intensity")],
      action=track.action_name, scene_action=scene.animation_data.action.name)
@@ -189,8 +190,11 @@ bpy.ops.wm.save_mainfile()
     assert result["image_user"] == [13, 24, 0, True]
     assert result["texture_error"] <= 2 / 255 < result["texture_error_neighbour"]
 
-    assert len(result["curve_paths"]) == 16
+    # 16 style curves, and (motion is on by default) the pulse of the low and high bands and the
+    # three groups' pulse amounts (tests/test_blender_motion.py)
+    assert len(result["curve_paths"]) == 16 + 2 + 3
     assert 'traeumer.tracks["Frontiers"].coarse_pc1' in result["curve_paths"]
+    assert 'traeumer.tracks["Frontiers"].pulse_low' in result["curve_paths"]
     assert result["groups"] == ["TräumerAI Frontiers"]
     assert result["labels"] == ["Coarse PC 1", "Fine PC 4", "Truncation", "Middle Intensity"]
     assert result["keys"] < 0.75 * 16 * 24, "keys are reduced, not one per frame"
@@ -251,7 +255,7 @@ jobs.run_blocking(job)
 emit(update=job.state, message=job.message,
      expected=[int(f - track.frame_start) for f in range(int(left) + 1, int(right))])
 """, tmp_path / "reopen", timeout=600, env=cache_env)
-    assert result["state"] == "DONE" and result["curves"] == 16 and result["material"] is True
+    assert result["state"] == "DONE" and result["curves"] == 16 + 5 and result["material"] is True
     assert result["size"] == 64 and result["output_setting"] == str(out)
     assert result["styles_path"].startswith("//") and result["output_dir"].startswith("//")
     assert result["fps"] == [30, 1.001]

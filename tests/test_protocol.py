@@ -25,9 +25,11 @@ from traeumer_blender.errors import TraeumerError  # noqa: E402
 GENERATE_PARAMS = dict(audio="/music/song.ogg", out_dir="/frames", fps="30000/1001", start=1.5,
                        duration=None, model="default", mapper="", resolution=None,
                        smoothing=[3.0, 2.0, 0.3], truncation=1.0, seed=7, device="auto")
-# engine modules Blender's side may import: plain Python and numpy, never torch
+# engine modules Blender's side may import: plain Python and numpy, never torch nor scipy (which
+# Blender does not ship; ``smoothing`` imports it where it smooths, so ``motion`` loads without it)
 TORCH_FREE_MODULES = ("errors", "protocol", "progress", "timing", "layer_groups", "output_folder",
-                      "styles_file", "style_edit", "labels", "mapping", "npz_files", "png", "paths")
+                      "styles_file", "style_edit", "labels", "mapping", "npz_files", "png", "paths",
+                      "motion", "smoothing")
 
 
 def example_params(cmd):
@@ -35,7 +37,8 @@ def example_params(cmd):
     return {
         protocol.PING: {}, protocol.CANCEL: {}, protocol.SHUTDOWN: {},
         protocol.GENERATE: GENERATE_PARAMS,
-        protocol.UPDATE: dict(styles_path="/f/styles.npz", edits_path="/f/edits.npz", device="cpu"),
+        protocol.UPDATE: dict(styles_path="/f/styles.npz", edits_path="/f/edits.npz", device="cpu",
+                              section_starts=[0.0, 10.1]),
         protocol.LABEL_CANDIDATES: dict(model="default", device="cpu", seed=1, count=4, resolution=64,
                                         out_dir="/c", base_w=[0.5] * 8, strength=0.35),
         protocol.LABEL_ADD: dict(set_path="/s.labels.npz", name="taste", model="default", encoder="default",
@@ -135,8 +138,8 @@ def test_worker_answers_every_line_and_keeps_serving():
 
 
 def test_modules_blender_imports_need_no_torch():
-    """Blender's side never loads torch: the engine modules it imports (found in its source)
-    import in a fresh interpreter where importing torch fails."""
+    """Blender's side never loads torch (nor scipy): the engine modules it imports (found in its
+    source) import in a fresh interpreter where importing torch or scipy fails."""
     used = set()
     for folder in ("addon", "operators", "panels"):
         for path in (REPO_ROOT / folder).glob("*.py"):
@@ -151,12 +154,12 @@ def test_modules_blender_imports_need_no_torch():
         import importlib, sys
         class NoTorch:
             def find_spec(self, name, path=None, target=None):
-                if name == "torch" or name.startswith("torch."):
-                    raise ImportError("torch is not available here")
+                if name.split(".")[0] in ("torch", "scipy"):
+                    raise ImportError(name + " is not available here")
         sys.meta_path.insert(0, NoTorch())
         for name in {sorted(TORCH_FREE_MODULES)!r}:
             importlib.import_module("traeumer_blender." + name)
-        assert "torch" not in sys.modules
+        assert "torch" not in sys.modules and "scipy" not in sys.modules
         print("ok")
     """)
     completed = subprocess.run([sys.executable, "-c", script], cwd=str(REPO_ROOT), capture_output=True,

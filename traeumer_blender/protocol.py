@@ -36,7 +36,8 @@ import math
 
 from .errors import TraeumerError
 
-PROTOCOL_VERSION = 2
+# 3: generate.motion (musical motion) and update.section_starts (moved section cuts)
+PROTOCOL_VERSION = 3
 # a worker with nothing to do exits after this long (Blender's Idle Timeout preference)
 DEFAULT_IDLE_TIMEOUT_SECONDS = 600.0
 
@@ -116,7 +117,10 @@ REQUEST_FIELDS = {
         # MotionSettings.record() (motion.py); null: the defaults (pulse and cuts on)
         "motion": Field("object", None),
     },
-    UPDATE: {"styles_path": _text(), "edits_path": _text(), "device": _text()},
+    # section_starts: the track's section starts (s in the audio file, from its markers); null:
+    # the cuts stay as they are
+    UPDATE: {"styles_path": _text(), "edits_path": _text(), "device": _text(),
+             "section_starts": Field("floats", None)},
     LABEL_CANDIDATES: {
         "model": _text(), "device": _text(), "seed": Field("int"), "count": Field("int"),
         "resolution": Field("int"), "out_dir": _text(), "base_w": Field("floats", None),

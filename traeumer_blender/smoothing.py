@@ -6,12 +6,14 @@ each frame gets the kernel weight of the time span it covers (a box window gets 
 edge weights), and near the ends of the clip the kernel is cut off and renormalised over the
 frames that exist. Nothing is padded, so clips shorter than a window work (a clip shorter than
 the window simply averages towards its own mean).
+
+scipy is imported where it is used, so this module (and ``motion``, which imports it) loads
+without scipy: Blender's side reads the defaults of both.
 """
 
 import math
 
 import numpy as np
-from scipy.ndimage import correlate1d
 
 from .errors import TraeumerError
 from .layer_groups import DEFAULT_SMOOTHING_SECONDS
@@ -79,6 +81,8 @@ def smooth_sequence(values: np.ndarray, window_seconds: float, fps, kind: str = 
     weights = kernel_weights(window_seconds, fps, kind)
     if len(weights) == 1 or values.shape[0] <= 1:
         return values.copy()
+    from scipy.ndimage import correlate1d
+
     flat = values.reshape(values.shape[0], -1)
     summed = correlate1d(flat, weights, axis=0, mode="constant", cval=0.0)
     coverage = correlate1d(np.ones(values.shape[0]), weights, mode="constant", cval=0.0)

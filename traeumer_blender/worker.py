@@ -256,7 +256,8 @@ def handle_update(params: dict, job: Job) -> dict:
     from . import style_edit
 
     return style_edit.update_frames(params["styles_path"], params["edits_path"], progress=job.progress,
-                                    cancel=job.cancel, device=params["device"])
+                                    cancel=job.cancel, device=params["device"],
+                                    section_starts=params["section_starts"])
 
 
 JOB_HANDLERS = {
