@@ -12,12 +12,10 @@ motion off in the same run.
 """
 
 import os
+import sys
 import tempfile
 import time
-from fractions import Fraction
 from pathlib import Path
-
-import sys
 
 import numpy as np
 import soundfile
