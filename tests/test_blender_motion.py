@@ -84,6 +84,8 @@ scene.timeline_markers.new("Drop", frame=60)
 emit(defaults=[settings.use_motion, settings.pulse_coarse, settings.pulse_middle, settings.pulse_fine,
                settings.pulse_band_coarse, settings.pulse_band_middle, settings.pulse_band_fine,
                settings.motion_cuts, settings.motion_hold, settings.beat_markers])
+# the kick band moves the middle layers and the hats the fine ones (the defaults use the full band)
+settings.pulse_band_middle, settings.pulse_band_fine = "low", "high"
 assert bpy.ops.traeumer.generate() == {{"FINISHED"}}
 track = settings.tracks["Two"]
 folder = bpy.path.abspath(track.output_dir)
@@ -153,7 +155,7 @@ job = update()
 emit(moved_back=[job.state, differing(generated, digests(folder))])
 """, tmp_path / "run", timeout=900, env=cache_env)
 
-    assert result["defaults"] == [True, 0.0, pytest.approx(0.6), pytest.approx(0.8), "low", "low", "high",
+    assert result["defaults"] == [True, 0.0, pytest.approx(0.6), pytest.approx(0.8), "low", "full", "full",
                                   True, "none", True]
     assert result["state"] == "DONE", result["message"]
     start, count = result["frame_start"], result["count"]

@@ -223,7 +223,8 @@ def test_update_frames_renders_an_edited_pulse_and_a_moved_cut_only_where_they_a
     assert update(values, starts)["frames_rendered"] == 0          # the markers where they were
 
     edited = values.copy()
-    edited[3:6, names.index("pulse_low")] += 0.5
+    middle_band = record.settings["pulse_bands"][1]                 # the band that moves the middle layers
+    edited[3:6, names.index(f"pulse_{middle_band}")] += 0.5
     result = update(edited, starts)
     assert result["changed"] == [[3, 5]]
     now = digests()
