@@ -2,7 +2,7 @@
 """The styles file of a job, ``styles.npz``: what every frame shows, so any frame can be
 rendered again. Plain numpy: Blender's side reads it without the engine's heavy parts.
 
-styles.npz (format ``traeumer-styles-1``, load with ``allow_pickle=False``):
+styles.npz (format ``traeumer-styles-2``; ``-1`` files, without motion, load too; ``allow_pickle=False``):
 
 ==================  =======================  ============================================================
 key                 shape / type             meaning
@@ -26,6 +26,17 @@ mapper_source, audio_path, audio_digest: str
 settings_json       str                      every setting (JSON); ``fingerprint``: digest of the
                                              settings the styles depend on
 frame_pattern       str                      "frame_{:06d}.png", numbered from 1
+------------------  -----------------------  ------------------------------------------------------------
+with musical motion (format 2 only, all optional; see ``MotionRecord`` and ``motion.py``):
+motion_json         str                      MotionSettings.record()
+analysis_json       str                      tempo, sections (start, end, tags), envelope rate and start
+beats, downbeats    float64 [K]              seconds in the audio file
+envelopes           float32 [4, M]           onset strength per band (ENVELOPE_BANDS) at the analysis rate
+pulse_bands         str [B]                  the bands in ``pulse``
+pulse               float32 [N, B]           shaped pulse per frame and band
+pulse_targets       float32 [3, w_dim]       where each group's pulse moves its style
+base_group_ws       float32 [N, 3, w_dim]    the styles before the pulse
+cut_frames          int64 [C]                frames that begin a section
 ==================  =======================  ============================================================
 """
 
