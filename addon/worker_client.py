@@ -56,9 +56,13 @@ def worker_launch_command(python: str = "", idle_timeout: float = protocol.DEFAU
 
     - Python: the preference, else ``TRAEUMER_WORKER_PYTHON``, else ``sys.executable`` (Blender's
       own Python in Blender; the venv's Python under the bpy module).
-    - ``PYTHONPATH``: the extension's own folder (so ``traeumer_blender`` imports), then the
-      extensions' site-packages (the bundled wheels: torch, soundfile, scipy ...), then whatever
+    - ``PYTHONPATH``: the extension's own folder (so ``traeumer_blender`` imports), then whatever
       the user had.
+    - ``TRAEUMER_EXTENSION_WHEELS``: the extensions' site-packages (the bundled wheels: torch,
+      soundfile, scipy ...). The worker appends it to ``sys.path`` (``worker.use_extension_wheels``)
+      when its Python version is the wheels' own: after the interpreter's own packages, so a Worker
+      Python with its own (CUDA) torch keeps it, and Blender's Python, which has none, uses the
+      bundled one.
     - ``TRAEUMER_CACHE_DIR``: the extension's user folder, unless already set.
     """
     executable = python or default_python()
@@ -69,7 +73,7 @@ def worker_launch_command(python: str = "", idle_timeout: float = protocol.DEFAU
     paths = [EXTENSION_ROOT]
     site_packages = extension_site_packages()
     if site_packages and os.path.isdir(site_packages):
-        paths.append(site_packages)
+        env["TRAEUMER_EXTENSION_WHEELS"] = site_packages
     if env.get("PYTHONPATH"):
         paths.append(env["PYTHONPATH"])
     env["PYTHONPATH"] = os.pathsep.join(paths)

@@ -175,9 +175,12 @@ def test_installed_zip_runs_torch_from_its_wheels_in_a_python_without_torch(
     assert not any(name == "numpy" or name.startswith("numpy-") for name in listing)
     assert ext_dir.startswith(str(tmp_path)) and site.startswith(str(tmp_path))
 
-    # Started the way the extension starts its worker: PYTHONPATH = extension folder + site-packages.
+    # Started the way the extension starts its worker: PYTHONPATH = the extension folder, and the
+    # wheels' site-packages appended to sys.path by the worker (after the interpreter's own).
     check = r"""
 import importlib.util, json, os, sys
+from traeumer_blender.worker import use_extension_wheels
+assert use_extension_wheels()
 import numpy, scipy.signal, soundfile, torch, traeumer_blender
 musicnn = importlib.util.find_spec("musicnn")
 weights = os.path.join(musicnn.submodule_search_locations[0], "MTT_musicnn")
@@ -191,7 +194,7 @@ print(json.dumps({
     "samplerate": info.samplerate, "sys_path": sys.path, "executable": sys.executable,
 }))
 """
-    env = _clean_env(PYTHONPATH=os.pathsep.join([ext_dir, site]), TRAEUMER_CACHE_DIR=str(tmp_path / "cache"))
+    env = _clean_env(PYTHONPATH=ext_dir, TRAEUMER_EXTENSION_WHEELS=site, TRAEUMER_CACHE_DIR=str(tmp_path / "cache"))
     completed = subprocess.run([str(blender_like_python), "-c", check, str(AUDIO)], capture_output=True,
                                text=True, env=env, cwd=ext_dir, timeout=300)
     assert completed.returncode == 0, completed.stderr[-4000:]

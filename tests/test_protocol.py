@@ -165,3 +165,27 @@ def test_modules_blender_imports_need_no_torch():
     completed = subprocess.run([sys.executable, "-c", script], cwd=str(REPO_ROOT), capture_output=True,
                                text=True, timeout=120)
     assert completed.returncode == 0 and completed.stdout.strip() == "ok", completed.stderr
+
+
+def test_a_worker_python_keeps_its_own_packages_before_the_bundled_wheels(tmp_path):
+    """A Worker Python with its own (CUDA) torch keeps it: the extension's wheels come after the
+    interpreter's own packages, and wheels of another Python version are not used at all."""
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    wheels = tmp_path / "lib" / version / "site-packages"
+    (wheels / "numpy").mkdir(parents=True)
+    (wheels / "numpy" / "__init__.py").write_text("raise ImportError('the bundled copy')\n")
+    (wheels / "only_bundled.py").write_text("WHERE = 'bundled'\n")
+    other = tmp_path / "lib" / "python3.99" / "site-packages"
+    other.mkdir(parents=True)
+    script = ("import sys; from traeumer_blender.worker import use_extension_wheels; "
+              "used = use_extension_wheels(); import numpy, only_bundled; "
+              "print(used == sys.path[-1], numpy.__file__, only_bundled.WHERE)")
+    env = dict(__import__("os").environ, TRAEUMER_EXTENSION_WHEELS=str(wheels), PYTHONPATH=str(REPO_ROOT))
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 0, done.stderr
+    last, numpy_file, where = done.stdout.split()
+    assert last == "True" and not numpy_file.startswith(str(wheels)) and where == "bundled"
+    env["TRAEUMER_EXTENSION_WHEELS"] = str(other)
+    done = subprocess.run([sys.executable, "-c", "from traeumer_blender.worker import use_extension_wheels; "
+                           "print(repr(use_extension_wheels()))"], capture_output=True, text=True, env=env, timeout=60)
+    assert done.stdout.strip() == "''"

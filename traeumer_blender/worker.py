@@ -271,7 +271,22 @@ JOB_HANDLERS = {
 assert set(JOB_HANDLERS) == set(protocol.JOB_REQUESTS)
 
 
+def use_extension_wheels(environ=os.environ) -> str:
+    """Append the extension's bundled wheels (``TRAEUMER_EXTENSION_WHEELS``, a
+    ``.../lib/pythonX.Y/site-packages`` folder) to ``sys.path`` when they were made for this
+    Python: after its own packages, so an interpreter's own torch (a CUDA build) wins. Returns
+    the folder used, or ""."""
+    folder = environ.get("TRAEUMER_EXTENSION_WHEELS", "")
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    if not folder or not os.path.isdir(folder) or os.path.basename(os.path.dirname(folder.rstrip(os.sep))) != version:
+        return ""
+    if folder not in sys.path:
+        sys.path.append(folder)
+    return folder
+
+
 def main(argv=None) -> int:
+    use_extension_wheels()
     parser = argparse.ArgumentParser(prog="python -m traeumer_blender worker",
                                      description="Background worker of the Blender extension (JSON lines).")
     parser.add_argument("--idle-timeout", type=float, default=protocol.DEFAULT_IDLE_TIMEOUT_SECONDS,
