@@ -175,8 +175,9 @@ def add_sound_strip(ext, scene, args):
         frames = max(1, round(args.duration * fps))
         if frames < strip.frame_final_duration:
             strip.frame_final_duration = frames
-    scene.frame_start = int(strip.frame_final_start)
-    scene.frame_end = int(strip.frame_final_end) - 1
+    visible_start, visible_end = compat.strip_visible_range(strip)
+    scene.frame_start = visible_start
+    scene.frame_end = visible_end - 1
     scene.sequence_editor.active_strip = strip
     scene.traeumer.strip_name = strip.name
     return strip

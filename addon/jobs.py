@@ -248,7 +248,7 @@ class GenerateJob(Job):
         image = output.make_image(track, folder, span.frame_count, settings.resolution or 256)
         output.make_material(track, image, span.frame_start, span.frame_count)
 
-        start_seconds = (Fraction(strip.frame_final_start) - Fraction(strip.frame_start)) / span.fps
+        start_seconds = (Fraction(span.frame_start) - Fraction(strip.frame_start)) / span.fps
         start_seconds += Fraction(compat.sound_offset_seconds(strip)).limit_denominator(1 << 20)
         job.folder = folder
         job.params = {

@@ -56,7 +56,8 @@ def free_channel_above(scene, channel: int, frame_start: int, frame_end: int, ig
     for strip in compat.all_strips(scene):
         if strip.name in ignore:
             continue
-        if strip.frame_final_start < frame_end and strip.frame_final_end > frame_start:
+        first, end = compat.strip_visible_range(strip)
+        if first < frame_end and end > frame_start:
             busy.add(strip.channel)
     for candidate in range(channel + 1, MAX_CHANNEL + 1):
         if candidate not in busy:
@@ -88,7 +89,7 @@ def make_image_strip(scene, track, sound_strip, folder: str, frame_count: int):
     if old is not None:
         old_channel = old.channel
         remove_strip(scene, track.image_strip)
-    start = int(sound_strip.frame_final_start)
+    start = compat.strip_visible_range(sound_strip)[0]
     end = start + frame_count
     channel = old_channel
     if channel is None or channel <= sound_strip.channel or _channel_busy(scene, channel, start, end):
@@ -102,7 +103,8 @@ def make_image_strip(scene, track, sound_strip, folder: str, frame_count: int):
 
 
 def _channel_busy(scene, channel, start, end) -> bool:
-    return any(s.channel == channel and s.frame_final_start < end and s.frame_final_end > start
+    return any(s.channel == channel and compat.strip_visible_range(s)[0] < end
+               and compat.strip_visible_range(s)[1] > start
                for s in compat.all_strips(scene))
 
 

@@ -88,8 +88,9 @@ def audio_time_of_frame(scene, strip, frame) -> float:
 
 def strip_audio_range(scene, strip):
     """(first, last) second of the strip's audio that is visible on the timeline."""
-    first = audio_time_of_frame(scene, strip, strip.frame_final_start)
-    last = audio_time_of_frame(scene, strip, strip.frame_final_end)
+    visible_start, visible_end = compat.strip_visible_range(strip)
+    first = audio_time_of_frame(scene, strip, visible_start)
+    last = audio_time_of_frame(scene, strip, visible_end)
     return max(0.0, first), max(0.0, last)
 
 
@@ -100,8 +101,9 @@ def set_preview_range(scene, strip, start, duration):
     first = int(round(strip.frame_start + (start - offset) * fps))
     last = int(round(strip.frame_start + (start + duration - offset) * fps)) - 1
     scene.use_preview_range = True
-    scene.frame_preview_start = max(first, strip.frame_final_start)
-    scene.frame_preview_end = max(scene.frame_preview_start, min(last, strip.frame_final_end - 1))
+    visible_start, visible_end = compat.strip_visible_range(strip)
+    scene.frame_preview_start = max(first, visible_start)
+    scene.frame_preview_end = max(scene.frame_preview_start, min(last, visible_end - 1))
 
 
 def sound_strips(scene):
