@@ -305,3 +305,22 @@ def test_generate_through_the_cli(tmp_path):
     assert all(png.is_complete_png(frame, 32, 32) for frame in frames)
     image = png.read_png(frames[0])
     assert image.shape[:2] == (32, 32) and image.std() > 0
+
+
+@pytest.mark.parametrize("variant", ["t", "r"])
+def test_the_full_256px_layer_plan_loads_and_matches_the_reference(tmp_path, variant):
+    """NVIDIA's 14-layer plan at 256 px (margins 10: L0_36 ... L13_256, L14_256_3), 4 channels."""
+    path = tmp_path / f"plan256_{variant}.pkl"
+    names = fx3.write_nvidia_sg3(path, variant, resolution=256, num_layers=14, margin=10, channel_max=4)
+    assert [n.split("_")[1] for n in names] == ["36", "36", "36", "52", "52", "84", "84", "148", "148",
+                                                "148", "276", "276", "276", "256", "256"]
+    G = load_generator(path, device="cpu")
+    assert G.architecture == f"stylegan3-{variant}" and G.n_latent == 16
+    assert G.layer_resolutions == [4, 4, 4, 8, 16, 16, 16, 32, 64, 64, 64, 128, 256, 256, 256, 256]
+    radial = [layer.down_filter is not None and layer.down_filter.ndim == 2 for layer in G.net.synthesis.layers]
+    assert radial == ([True] * 12 + [False] * 3 if variant == "r" else [False] * 15)
+    ws = _ws(G, n=1)
+    fast = G.synthesis(ws)
+    G.set_reference(True)
+    ref = G.synthesis(ws)
+    assert fast.shape == (1, 3, 256, 256) and (fast - ref).abs().max().item() < 1e-5
