@@ -172,8 +172,7 @@ def test_unknown_variant_and_bad_buffers_are_refused(tmp_path):
             st["conv_kernel"] = 3
             w = st["_parameters"]["weight"]
             st["_parameters"]["weight"] = torch.nn.Parameter(torch.randn(w.shape[0], w.shape[1], 3, 3))
-            st["padding"] = [p - st["up_factor"] if i % 2 == 0 else p - st["up_factor"]
-                             for i, p in enumerate(st["padding"])]
+            st["padding"] = [p - st["up_factor"] for p in st["padding"]]
         with open(path, "wb") as handle:
             pickle.dump({"G_ema": gen}, handle, protocol=4)
     with pytest.raises(TraeumerError, match="unknown StyleGAN3 variant"):
@@ -324,3 +323,14 @@ def test_the_full_256px_layer_plan_loads_and_matches_the_reference(tmp_path, var
     G.set_reference(True)
     ref = G.synthesis(ws)
     assert fast.shape == (1, 3, 256, 256) and (fast - ref).abs().max().item() < 1e-5
+
+
+def test_a_conditional_model_embeds_its_label(tmp_path):
+    path = tmp_path / "cond.pkl"
+    fx3.write_nvidia_sg3(path, "t", c_dim=3)
+    G = load_generator(path, device="cpu")
+    assert G.c_dim == 3 and inspect_checkpoint(path)["label_mode"] == "embed"
+    z = torch.randn(1, G.z_dim, generator=torch.Generator().manual_seed(1))
+    a, b = G.mapping(z, 0), G.mapping(z, 2)
+    assert (a - b).abs().max() > 1e-4
+    assert G.synthesis(a).shape == (1, 3, 32, 32)

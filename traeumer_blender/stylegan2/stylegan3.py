@@ -259,16 +259,16 @@ class SynthesisInput(nn.Module):
         n = w.shape[0]
         t = self.affine(w)                                  # (r_c, r_s, t_x, t_y)
         t = t / t[:, :2].norm(dim=1, keepdim=True)
-        rot = torch.eye(3, dtype=w.dtype).repeat(n, 1, 1)
+        rot = torch.eye(3, dtype=w.dtype, device=w.device).repeat(n, 1, 1)
         rot[:, 0, 0], rot[:, 0, 1], rot[:, 1, 0], rot[:, 1, 1] = t[:, 0], -t[:, 1], t[:, 1], t[:, 0]
-        shift = torch.eye(3, dtype=w.dtype).repeat(n, 1, 1)
+        shift = torch.eye(3, dtype=w.dtype, device=w.device).repeat(n, 1, 1)
         shift[:, 0, 2], shift[:, 1, 2] = -t[:, 2], -t[:, 3]
         m = rot @ shift @ self.transform[None]              # rotate, translate, then the user's transform
         freqs = self.freqs[None] @ m[:, :2, :2]                              # [N, C, 2]
         phases = self.phases[None] + (self.freqs[None] @ m[:, :2, 2:])[..., 0]   # [N, C]
         amp = (1 - (freqs.norm(dim=2) - self.bandwidth) / (self.sampling_rate / 2 - self.bandwidth)).clamp(0, 1)
         # sample centres of a size x size grid, in units of the sampling rate, centred on 0
-        grid = (torch.arange(self.size, dtype=w.dtype) + 0.5 - self.size / 2) / self.sampling_rate
+        grid = (torch.arange(self.size, dtype=w.dtype, device=w.device) + 0.5 - self.size / 2) / self.sampling_rate
         arg = (freqs[:, :, 0, None, None] * grid[None, None, None, :]
                + freqs[:, :, 1, None, None] * grid[None, None, :, None] + phases[:, :, None, None])
         x = torch.sin(arg * (2 * math.pi)) * amp[:, :, None, None]          # [N, C, H, W]
