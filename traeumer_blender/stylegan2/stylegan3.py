@@ -211,6 +211,17 @@ def _up_axis(x, f, up, p0, p1, dim):
     return y[:, :, :out_len]
 
 
+def _act_(x, gain, slope, clamp):
+    """``_act`` in place on a tensor this module made (saves two full-size temporaries)."""
+    if slope != 1.0:
+        x = F.leaky_relu_(x, slope)
+    if gain != 1.0:
+        x = x.mul_(gain)
+    if clamp is not None:
+        x = x.clamp_(-clamp, clamp)
+    return x
+
+
 def _pad_or_crop(x, padding):
     return F.pad(x, list(padding)) if any(padding) else x
 
@@ -226,7 +237,7 @@ def filtered_lrelu(x, fu, fd, b, up=1, down=1, padding=(0, 0, 0, 0), gain=SQRT2,
         x = _upfirdn_reference(x, None, up, 1, (px0, px1, py0, py1), up * up)
     else:
         x = _pad_or_crop(x, (px0, px1, py0, py1))
-    x = _act(x, gain, slope, clamp)
+    x = _act_(x, gain, slope, clamp)
     n, c = x.shape[:2]
     if fd is None:
         return x[:, :, ::down, ::down] if down > 1 else x
