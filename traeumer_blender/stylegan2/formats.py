@@ -308,7 +308,9 @@ def convert_nvidia_pytorch(obj: dict, budget=None):
         raise CheckpointError("not a generator: NVIDIA pickle without 'G_ema' or 'G'")
     tensors, attrs = _module_tensors(net)
     if any(k.startswith("synthesis.input.") or re.match(r"synthesis\.L\d+_", k) for k in tensors):
-        raise CheckpointError("StyleGAN3 architecture (not supported yet)")
+        # training.networks_stylegan3 (-T, -R)
+        from .stylegan3 import convert_nvidia_stylegan3
+        return convert_nvidia_stylegan3(tensors, attrs, budget)
     src = Source(tensors, "generator", budget)
     if not src.has("synthesis.b4.const"):
         raise CheckpointError("not a StyleGAN2 generator (no synthesis.b4.const)")
@@ -667,5 +669,9 @@ def read_checkpoint(path) -> Tuple[GeneratorConfig, Dict[str, torch.Tensor], dic
     except (TypeError, ValueError, AttributeError, IndexError, KeyError, RecursionError, OverflowError) as exc:
         # the structure came from the file; what the explicit checks above did not foresee
         raise CheckpointError(f"malformed checkpoint ({type(exc).__name__}: {_short(exc)})") from None
-    _check_canonical(cfg, tensors)
+    if info.get("architecture", "").startswith("stylegan3"):
+        from .stylegan3 import check_canonical
+        check_canonical(cfg, tensors)
+    else:
+        _check_canonical(cfg, tensors)
     return cfg, tensors, info

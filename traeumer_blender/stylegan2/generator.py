@@ -390,7 +390,11 @@ def _build(source) -> Generator:
         return build_default_generator()
     path = os.fspath(source)
     cfg, tensors, info = _read_checkpoint_file(path)
-    G = Generator(cfg, source_id=paths.file_digest(path))
+    if info.get("architecture", "").startswith("stylegan3"):
+        from .stylegan3 import StyleGAN3Generator
+        G = StyleGAN3Generator(cfg, source_id=paths.file_digest(path))
+    else:
+        G = Generator(cfg, source_id=paths.file_digest(path))
     G.info.update(info)
     G.load_canonical(tensors, path)
     return G
@@ -409,6 +413,10 @@ def load_generator(source, device="auto", precision="auto", label=None) -> Gener
     G.eval().requires_grad_(False)
     G.set_label(label)
     G.configure(dev, "fp32")
+    if G.info.get("architecture", "").startswith("stylegan3"):
+        if str(precision or "auto").lower() not in ("auto", "fp32"):
+            raise TraeumerError(f"{source}: StyleGAN3 generators run in fp32 only (for now), not {precision}")
+        return G
     G.configure(dev, pick_precision(G, dev, precision))
     return G
 
@@ -422,6 +430,9 @@ def inspect_checkpoint(source) -> dict:
     else:
         cfg, _, info = _read_checkpoint_file(os.fspath(source))
         note = None
+        if info.get("architecture", "").startswith("stylegan3"):
+            from .stylegan3 import describe
+            return {"format": info.get("format"), **describe(cfg)}
     ch = cfg.channels
     runs, start = [], None
     res = cfg.resolutions
