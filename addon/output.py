@@ -103,9 +103,11 @@ def make_image_strip(scene, track, sound_strip, folder: str, frame_count: int):
 
 
 def _channel_busy(scene, channel, start, end) -> bool:
-    return any(s.channel == channel and compat.strip_visible_range(s)[0] < end
-               and compat.strip_visible_range(s)[1] > start
-               for s in compat.all_strips(scene))
+    for strip in compat.all_strips(scene):
+        first, last = compat.strip_visible_range(strip)
+        if strip.channel == channel and first < end and last > start:
+            return True
+    return False
 
 
 def _dir_path(folder: str) -> str:

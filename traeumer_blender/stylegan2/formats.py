@@ -314,19 +314,7 @@ def convert_nvidia_pytorch(obj: dict, budget=None):
     src = Source(tensors, "generator", budget)
     if not src.has("synthesis.b4.const"):
         raise CheckpointError("not a StyleGAN2 generator (no synthesis.b4.const)")
-    n_fc = 0
-    while src.has(f"mapping.fc{n_fc}.weight"):
-        n_fc += 1
-    if n_fc == 0:
-        raise CheckpointError("mapping network without layers (no mapping.fc0.weight)")
-    dims = [src.shape("mapping.fc0.weight", 2)[1]] + [src.shape(f"mapping.fc{i}.weight", 2)[0] for i in range(n_fc)]
-    w_dim = dims[-1]
-    c_dim = embed = 0
-    label_mode = "none"
-    if src.has("mapping.embed.weight"):
-        embed, c_dim = src.shape("mapping.embed.weight", 2)
-        label_mode = "embed"
-    z_dim = dims[0] - embed
+    n_fc, dims, w_dim, z_dim, c_dim, embed, label_mode = nvidia_mapping_layout(src)
     res = sorted(int(m.group(1)) for k in tensors for m in [re.match(r"synthesis\.b(\d{1,6})\.conv1\.weight$", k)] if m)
     if not res or res[0] != 4 or any(b != 2 * a for a, b in zip(res, res[1:])):
         raise CheckpointError(f"unexpected synthesis blocks {res[:12]}")
@@ -357,12 +345,7 @@ def convert_nvidia_pytorch(obj: dict, budget=None):
                           embed_dim=int(embed), mapping_lr_mul=lr_mul, use_noise=use_noise)
     untrusted.check_config(cfg)
     out = {}
-    for i in range(n_fc):
-        out[f"mapping.fc{i}.weight"] = src.take(f"mapping.fc{i}.weight", (dims[i + 1], dims[i]))
-        out[f"mapping.fc{i}.bias"] = src.take(f"mapping.fc{i}.bias", (dims[i + 1],))
-    if label_mode == "embed":
-        out["mapping.embed.weight"] = src.take("mapping.embed.weight", (embed, c_dim))
-        out["mapping.embed.bias"] = src.take("mapping.embed.bias", (embed,))
+    take_nvidia_mapping(src, dims, c_dim, embed, out)
     if src.has("mapping.w_avg"):
         out["mapping.w_avg"] = src.take("mapping.w_avg", (w_dim,))
     out["synthesis.const"] = src.take("synthesis.b4.const", (channels[4], 4, 4))
@@ -675,3 +658,30 @@ def read_checkpoint(path) -> Tuple[GeneratorConfig, Dict[str, torch.Tensor], dic
     else:
         _check_canonical(cfg, tensors)
     return cfg, tensors, info
+
+
+def nvidia_mapping_layout(src):
+    """The mapping network of an NVIDIA PyTorch generator (ADA, StyleGAN2 and StyleGAN3 alike),
+    from its tensors' shapes: (layers, dims, w_dim, z_dim, c_dim, embed_dim, label_mode)."""
+    n_fc = 0
+    while src.has(f"mapping.fc{n_fc}.weight"):
+        n_fc += 1
+    if n_fc == 0:
+        raise CheckpointError("mapping network without layers (no mapping.fc0.weight)")
+    dims = [src.shape("mapping.fc0.weight", 2)[1]] + [src.shape(f"mapping.fc{i}.weight", 2)[0] for i in range(n_fc)]
+    c_dim = embed = 0
+    label_mode = "none"
+    if src.has("mapping.embed.weight"):
+        embed, c_dim = src.shape("mapping.embed.weight", 2)
+        label_mode = "embed"
+    return n_fc, dims, dims[-1], dims[0] - embed, c_dim, embed, label_mode
+
+
+def take_nvidia_mapping(src, dims, c_dim, embed, out) -> None:
+    """Move the mapping network's tensors (checked against ``dims``) from ``src`` into ``out``."""
+    for i in range(len(dims) - 1):
+        out[f"mapping.fc{i}.weight"] = src.take(f"mapping.fc{i}.weight", (dims[i + 1], dims[i]))
+        out[f"mapping.fc{i}.bias"] = src.take(f"mapping.fc{i}.bias", (dims[i + 1],))
+    if embed:
+        out["mapping.embed.weight"] = src.take("mapping.embed.weight", (embed, c_dim))
+        out["mapping.embed.bias"] = src.take("mapping.embed.bias", (embed,))

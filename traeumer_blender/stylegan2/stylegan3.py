@@ -411,7 +411,7 @@ def _check_filter(t: torch.Tensor, where: str):
 
 def convert_nvidia_stylegan3(tensors: dict, attrs: dict, budget=None):
     """(config, canonical tensors, info) from a flattened stylegan3 generator (strict)."""
-    from .formats import Source  # the strict bookkeeping the other converters use
+    from .formats import Source, nvidia_mapping_layout, take_nvidia_mapping  # shared with StyleGAN2
 
     for name, (cls, st) in attrs.items():
         act = st.get("activation")
@@ -424,19 +424,7 @@ def convert_nvidia_stylegan3(tensors: dict, attrs: dict, budget=None):
         raise CheckpointError(f"synthesis.layer_names is {clean_text(repr(names), 60)}, expected a list of layer names")
     src = Source(tensors, "generator", budget)
     # mapping (as StyleGAN2/ADA)
-    n_fc = 0
-    while src.has(f"mapping.fc{n_fc}.weight"):
-        n_fc += 1
-    if n_fc == 0:
-        raise CheckpointError("mapping network without layers (no mapping.fc0.weight)")
-    dims = [src.shape("mapping.fc0.weight", 2)[1]] + [src.shape(f"mapping.fc{i}.weight", 2)[0] for i in range(n_fc)]
-    w_dim = dims[-1]
-    c_dim = embed = 0
-    label_mode = "none"
-    if src.has("mapping.embed.weight"):
-        embed, c_dim = src.shape("mapping.embed.weight", 2)
-        label_mode = "embed"
-    z_dim = dims[0] - embed
+    n_fc, dims, w_dim, z_dim, c_dim, embed, label_mode = nvidia_mapping_layout(src)
     lr_mul = _number(attrs.get("mapping.fc0", (None, {}))[1].get("bias_gain", 0.01), "mapping.fc0.bias_gain")
     resolution = whole_number(_attr(syn, "img_resolution", "synthesis"), "synthesis.img_resolution",
                               4, untrusted.MAX_RESOLUTION)
@@ -524,12 +512,7 @@ def convert_nvidia_stylegan3(tensors: dict, attrs: dict, budget=None):
                           input_bandwidth=bandwidth, layers=specs, output_scale=output_scale)
     check_config(cfg)
     out = {}
-    for i in range(n_fc):
-        out[f"mapping.fc{i}.weight"] = src.take(f"mapping.fc{i}.weight", (dims[i + 1], dims[i]))
-        out[f"mapping.fc{i}.bias"] = src.take(f"mapping.fc{i}.bias", (dims[i + 1],))
-    if label_mode == "embed":
-        out["mapping.embed.weight"] = src.take("mapping.embed.weight", (embed, c_dim))
-        out["mapping.embed.bias"] = src.take("mapping.embed.bias", (embed,))
+    take_nvidia_mapping(src, dims, c_dim, embed, out)
     out["mapping.w_avg"] = src.take("mapping.w_avg", (w_dim,))
     shapes = canonical_shapes(cfg)
     for key in ("weight", "affine.weight", "affine.bias", "transform", "freqs", "phases"):
