@@ -168,49 +168,6 @@ def filtered_lrelu_reference(x, fu, fd, b, up=1, down=1, padding=(0, 0, 0, 0), g
     return _upfirdn_reference(x, fd, 1, down, (0, 0, 0, 0), 1.0)
 
 
-def _phase_bank(f: torch.Tensor, up: int, p0: int):
-    """Split a zero-stuffed up-sampling FIR into ``up`` phase filters on the original samples.
-
-    Output sample j = up*q + r of (zero-stuff, pad p0 in front, convolve with f) is
-    sum_t bank[r, t] * x[q + lo + t]. Returns (bank [up, W], lo).
-    """
-    g = f.flip(0)                       # convolution = correlation with the flipped filter
-    taps = []
-    for r in range(up):
-        kr = (p0 - r) % up              # first tap of g that lands on an original sample
-        off = (r + kr - p0) // up
-        taps.append((off, g[kr::up]))
-    lo = min(off for off, t in taps)
-    width = max(off + t.shape[0] for off, t in taps) - lo
-    bank = f.new_zeros(up, max(width, 1))
-    for r, (off, t) in enumerate(taps):
-        bank[r, off - lo: off - lo + t.shape[0]] = t
-    return bank, lo
-
-
-def _up_axis(x, f, up, p0, p1, dim):
-    """Up-sample along one axis (dim 2 or 3) by ``up`` with FIR ``f`` (gain ``up``) and padding p0/p1."""
-    length = x.shape[dim]
-    k = f.shape[0]
-    out_len = length * up + p0 + p1 - k + 1
-    bank, lo = _phase_bank(f * up, up, p0)
-    width = bank.shape[1]
-    q = -(-out_len // up)               # samples per phase
-    left, right = -lo, (q - 1 + lo + width) - length    # pad x so indices lo .. q-1+lo+width-1 exist
-    n, c = x.shape[:2]
-    if dim == 3:
-        xp = F.pad(x, [left, right, 0, 0])
-        wt = bank.reshape(up, 1, 1, width).repeat(c, 1, 1, 1)
-        y = F.conv2d(xp, wt, groups=c)                                  # [n, c*up, h, q]
-        y = y.reshape(n, c, up, x.shape[2], q).permute(0, 1, 3, 4, 2).reshape(n, c, x.shape[2], q * up)
-        return y[..., :out_len]
-    xp = F.pad(x, [0, 0, left, right])
-    wt = bank.reshape(up, 1, width, 1).repeat(c, 1, 1, 1)
-    y = F.conv2d(xp, wt, groups=c)                                      # [n, c*up, q, w]
-    y = y.reshape(n, c, up, q, x.shape[3]).permute(0, 1, 3, 2, 4).reshape(n, c, q * up, x.shape[3])
-    return y[:, :, :out_len]
-
-
 def _act_(x, gain, slope, clamp):
     """``_act`` in place on a tensor this module made (saves two full-size temporaries)."""
     if slope != 1.0:
@@ -222,31 +179,165 @@ def _act_(x, gain, slope, clamp):
     return x
 
 
-def _pad_or_crop(x, padding):
-    return F.pad(x, list(padding)) if any(padding) else x
+
+# --- banded-matrix form: every filter pass is a few large matrix products -------------------
+
+UP_TILE = 64            # outputs per band tile of the up-sampling passes (a multiple of up)
+DOWN_TILE = 32          # outputs per band tile of the down-sampling passes
+RADIAL_RTOL = 1e-7      # -R's radial filters: separable components kept down to this fraction
+_BANDS: Dict[tuple, tuple] = {}   # cached band matrices and radial components
+
+
+class _Axis:
+    """One axis of upfirdn (zero-stuff by ``up``, pad ``p0`` in front, FIR, keep every
+    ``down``-th sample) as a band matrix: out[q] = sum_i x[i] * gain * g[i*up - q*down + p0],
+    g = f flipped, x = 0 outside the input. Every block of ``tile`` outputs uses the same band
+    ``matrix`` [tile, width], shifted by ``step`` = tile*down/up inputs; block 0 starts at input
+    ``first``."""
+
+    def __init__(self, taps: int, up: int, down: int, p0: int, length: int, out_len: int, tile: int):
+        self.taps, self.up, self.down, self.p0, self.tile = taps, up, down, p0, tile
+        self.first = -(p0 // up)                                  # ceil(-p0 / up)
+        self.width = ((tile - 1) * down - p0 + taps - 1) // up - self.first + 1
+        self.step = tile * down // up
+        self.length, self.out_len = length, out_len
+        # inputs the valid outputs need, counted from ``first``
+        self.need = ((out_len - 1) * down - p0 + taps - 1) // up - self.first + 1
+
+    def matrix(self, g: torch.Tensor, gain: float) -> torch.Tensor:
+        ii = torch.arange(self.width, dtype=torch.int64)[None, :]
+        qq = torch.arange(self.tile, dtype=torch.int64)[:, None]
+        idx = (self.first + ii) * self.up - qq * self.down + self.p0
+        ok = (idx >= 0) & (idx < self.taps)
+        return torch.where(ok, g[idx.clamp(0, self.taps - 1)], torch.zeros((), dtype=g.dtype)) * gain
+
+
+def _taps(f) -> torch.Tensor:
+    return torch.ones(1, dtype=torch.float64) if f is None else f.detach().to("cpu", torch.float64).flip(0)
+
+
+def _key(f):
+    return None if f is None else (f.data_ptr(), f._version, tuple(f.shape))
+
+
+def _components(fd) -> List[tuple]:
+    """The down filter as separable (row taps, column taps) pairs: itself, or -R's radial filter
+    by its singular value decomposition (numerically of low rank: 2-5 components)."""
+    if fd is None or fd.ndim == 1:
+        t = _taps(fd)
+        return [(t, t)]
+    f2 = fd.detach().to("cpu", torch.float64).flip([0, 1])
+    u, s, vh = torch.linalg.svd(f2)
+    keep = int((s > s[0] * RADIAL_RTOL).sum().clamp(min=1))
+    return [(u[:, r] * s[r], vh[r]) for r in range(keep)]
+
+
+def _bands(fu, fd, up, down, padding, h, w, dtype, device):
+    """(up x, up y, [(down y, down x), ...] as (axis, matrix)), allocated widths; cached."""
+    key = (_key(fu), _key(fd), up, down, tuple(padding), h, w, dtype, device)
+    hit = _BANDS.get(key)
+    if hit is not None:
+        return hit
+    px0, px1, py0, py1 = padding
+    ku = 1 if fu is None else fu.shape[0]
+    kd = 1 if fd is None else fd.shape[0]
+    tile_u = -(-UP_TILE // up) * up
+    lux, luy = w * up + px0 + px1 - ku + 1, h * up + py0 + py1 - ku + 1
+    ldx, ldy = (lux - kd) // down + 1, (luy - kd) // down + 1
+    dx = _Axis(kd, 1, down, 0, lux, ldx, DOWN_TILE)
+    dy = _Axis(kd, 1, down, 0, luy, ldy, DOWN_TILE)
+    # the up-sampled rows are laid out as the down x pass reads them: a whole number of its steps
+    # (and enough inputs per row of the up x pass that its windows never reach the next row
+    # for a valid output)
+    unit = math.lcm(tile_u, dx.step)
+    need_ux = _Axis(ku, up, 1, px0, w, lux, tile_u).need * up
+    wu = -(-max(lux, dx.need, dx.step, need_ux) // unit) * unit
+    ux = _Axis(ku, up, 1, px0, w, wu, tile_u)
+    uy = _Axis(ku, up, 1, py0, h, luy, tile_u)
+    gu = _taps(fu)
+    comps = [(dy, dx, row.to(device, dtype), col.to(device, dtype))
+             for row, col in ((dy.matrix(r, 1.0), dx.matrix(c, 1.0)) for r, c in _components(fd))]
+    hit = (ux, ux.matrix(gu, up).to(device, dtype), uy, uy.matrix(gu, up).to(device, dtype), comps, wu)
+    if len(_BANDS) > 256:
+        _BANDS.clear()
+    _BANDS[key] = hit
+    return hit
+
+
+def _tiles(axis: _Axis, out_len: int) -> int:
+    return max(-(-out_len // axis.tile), -(-axis.need // axis.step))
+
+
+def _col_buffer(n, h, tiles, axis: _Axis, c, dtype, device):
+    """A zeroed flat buffer whose rows hold ``tiles * step`` inputs each, plus the spill of the
+    last window: every window of the x pass is then a plain [width, C] matrix of it."""
+    row = tiles * axis.step
+    spill = max(axis.width - axis.step, 0)
+    buf = torch.zeros(n * h * row * c + spill * c, dtype=dtype, device=device)
+    return buf, buf[:n * h * row * c].view(n, h, row, c)
+
+
+def _cols_from(buf, n, h, tiles, axis: _Axis, m, c):
+    """x pass: [N, H, tiles*tile, C] = each window of the buffer times the band matrix."""
+    win = buf.as_strided((n * h * tiles, axis.width, c), (axis.step * c, c, 1))
+    return torch.matmul(m, win).view(n, h, tiles * axis.tile, c)
+
+
+def _rows(x, h_valid, axis: _Axis, m, tiles, out=None):
+    """y pass: [N, H, W, C] -> [N, tiles*tile, W, C], one matrix product per block of rows."""
+    n, _, w, c = x.shape
+    if out is None:
+        out = x.new_empty(n, tiles * axis.tile, w, c)
+    src = x.reshape(n, x.shape[1], w * c)
+    for s in range(n):
+        for t in range(tiles):
+            i0 = axis.first + t * axis.step
+            lo, hi = max(i0, 0), min(i0 + axis.width, h_valid)
+            dst = out[s, t * axis.tile:(t + 1) * axis.tile].view(axis.tile, w * c)
+            if lo >= hi:
+                dst.zero_()
+            else:
+                torch.mm(m[:, lo - i0:hi - i0], src[s, lo:hi], out=dst)
+    return out
 
 
 def filtered_lrelu(x, fu, fd, b, up=1, down=1, padding=(0, 0, 0, 0), gain=SQRT2, slope=0.2, clamp=None):
-    """Same result as :func:`filtered_lrelu_reference`, separable and polyphase."""
-    x = x + b.reshape(1, -1, 1, 1)
-    px0, px1, py0, py1 = (int(p) for p in padding)
-    if up > 1 and fu is not None:
-        x = _up_axis(x, fu, up, px0, px1, 3)
-        x = _up_axis(x, fu, up, py0, py1, 2)
-    elif up > 1:                        # zero-stuffing without a filter: no shortcut needed
-        x = _upfirdn_reference(x, None, up, 1, (px0, px1, py0, py1), up * up)
-    else:
-        x = _pad_or_crop(x, (px0, px1, py0, py1))
-    x = _act_(x, gain, slope, clamp)
-    n, c = x.shape[:2]
-    if fd is None:
-        return x[:, :, ::down, ::down] if down > 1 else x
-    if fd.ndim == 2:
-        wt = fd.flip([0, 1])[None, None].repeat(c, 1, 1, 1)
-        return F.conv2d(x, wt, stride=down, groups=c)
-    g = fd.flip(0)
-    x = F.conv2d(x, g.reshape(1, 1, 1, -1).repeat(c, 1, 1, 1), stride=(1, down), groups=c)
-    return F.conv2d(x, g.reshape(1, 1, -1, 1).repeat(c, 1, 1, 1), stride=(down, 1), groups=c)
+    """Same result as :func:`filtered_lrelu_reference`, as banded matrix products.
+
+    Channels last ([N, H, W, C] in memory): the x passes multiply each window of a row by the
+    band matrix (batched), the y passes multiply the band matrix by blocks of whole rows (one
+    large product each). Order: up x, up y, activation, down y, down x, so the largest image
+    (after up-sampling) is written once, activated in place and read once. -R's radial down
+    filter runs as its few separable SVD components. Returns a channels-last tensor.
+    """
+    padding = [int(p) for p in padding]
+    n, c, h, w = x.shape
+    bias = b.to(x.dtype)
+    if up == 1 and down == 1 and fu is None and fd is None and not any(padding):
+        return _act_(x + bias.reshape(1, -1, 1, 1), gain, slope, clamp)
+    ux, mux, uy, muy, comps, wu = _bands(fu, fd, up, down, padding, h, w, x.dtype, x.device)
+    xl = x.permute(0, 2, 3, 1)                                  # [N, H, W, C] (a view if channels last)
+    # up x: bias added while copying into the padded row buffer
+    tx = wu // ux.tile
+    buf, rows = _col_buffer(n, h, tx, ux, c, x.dtype, x.device)
+    lo, hi = max(ux.first, 0), min(w, ux.first + tx * ux.step)
+    torch.add(xl[:, :, lo:hi], bias, out=rows[:, :, lo - ux.first:hi - ux.first])
+    y = _cols_from(buf, n, h, tx, ux, mux, c)                   # [N, H, wu, C]
+    y = _rows(y, h, uy, muy, _tiles(uy, uy.out_len))            # [N, >= luy, wu, C]
+    _act_(y[:, :uy.out_len, :ux.out_len], gain, slope, clamp)
+    out = None
+    for dy, dx, mdy, mdx in comps:
+        ty = _tiles(dy, dy.out_len)
+        tdx = wu // dx.step
+        spill = max(dx.width - dx.step, 0)
+        buf = x.new_empty(n * ty * dy.tile * wu * c + spill * c)
+        if spill:
+            buf[-spill * c:].zero_()
+        rows = buf[:n * ty * dy.tile * wu * c].view(n, ty * dy.tile, wu, c)
+        _rows(y, uy.out_len, dy, mdy, ty, out=rows)
+        z = _cols_from(buf, n, ty * dy.tile, tdx, dx, mdx, c)
+        out = z if out is None else out.add_(z)
+    return out[:, :dy.out_len, :dx.out_len].permute(0, 3, 1, 2)
 
 
 # ---------------------------------------------------------------------------------------------
