@@ -604,18 +604,29 @@ def _check_canonical(cfg: GeneratorConfig, tensors: Dict[str, torch.Tensor]) -> 
 
 
 def _read_own_format(obj: dict, budget: int):
+    """StyleGAN2 files (no "architecture" entry) and StyleGAN3 ones ("stylegan3-t"/"-r")."""
+    arch = obj.get("architecture", "stylegan2")
+    if arch not in ("stylegan2", "stylegan3-t", "stylegan3-r"):
+        raise CheckpointError(f"{OWN_FORMAT} file of unknown architecture {clean_text(repr(arch), 40)}")
     try:
         config, state = obj["config"], obj["state_dict"]
         if not isinstance(config, dict) or not isinstance(state, dict):
             raise TypeError("config and state_dict must be dicts")
-        cfg = GeneratorConfig.from_dict(config)
+        if arch == "stylegan2":
+            cfg = GeneratorConfig.from_dict(config)
     except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
         raise CheckpointError(f"damaged {OWN_FORMAT} file ({_short(exc)})") from None
-    untrusted.check_config(cfg)
+    info = {"format": "traeumer"}
+    if arch == "stylegan2":
+        untrusted.check_config(cfg)
+    else:
+        from .stylegan3 import config_from_dict
+        cfg = config_from_dict(config)
+        info["architecture"] = cfg.variant
     check_weights(state, "state_dict", budget)
     tensors = {k: (torch.from_numpy(np.array(v, order="C", copy=True)) if isinstance(v, np.ndarray)
                    else v.detach()).float() for k, v in state.items()}
-    return cfg, tensors, {"format": "traeumer"}
+    return cfg, tensors, info
 
 
 def _convert(kind, obj, budget):

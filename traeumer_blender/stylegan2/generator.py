@@ -401,7 +401,7 @@ def _build(source) -> Generator:
 
 
 def load_generator(source, device="auto", precision="auto", label=None) -> Generator:
-    """Load a StyleGAN2 generator from a file (any supported kind) or "default".
+    """Load a StyleGAN2 or StyleGAN3 generator from a file (any supported kind) or "default".
 
     device: "auto" (CUDA, then MPS, then CPU), "cpu", "cuda", "mps" or a torch.device.
     precision: "auto" (fp16 top layers on CUDA; on CPU bf16 only where the CPU does bf16 natively
@@ -413,10 +413,6 @@ def load_generator(source, device="auto", precision="auto", label=None) -> Gener
     G.eval().requires_grad_(False)
     G.set_label(label)
     G.configure(dev, "fp32")
-    if G.info.get("architecture", "").startswith("stylegan3"):
-        if str(precision or "auto").lower() not in ("auto", "fp32"):
-            raise TraeumerError(f"{source}: StyleGAN3 generators run in fp32 only (for now), not {precision}")
-        return G
     G.configure(dev, pick_precision(G, dev, precision))
     return G
 

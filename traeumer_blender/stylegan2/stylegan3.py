@@ -27,7 +27,9 @@ A 1024 px config-T model gives 4, 4, 8, 8, 16, 32, 32, 64, 128, 128, 256, 512, 5
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
 from typing import Dict, List, Optional
 
 import numpy as np
@@ -37,7 +39,7 @@ from torch import nn
 
 from ..errors import TraeumerError
 from . import untrusted
-from .generator import Generator, _as_tensor
+from .generator import LOW_PRECISION_RESOLUTIONS, Generator, _as_tensor
 from .network import Dense, MappingNetwork
 from .untrusted import CheckpointError, clean_text, finite_number, whole_number
 
@@ -45,6 +47,7 @@ SQRT2 = math.sqrt(2.0)
 MAX_TAPS = 256          # filter length (NVIDIA's: filter_size x factor, 6 x 2..4)
 MAX_FACTOR = 16         # up/down-sampling factors
 MAX_LAYERS = 64
+FP16_CLAMP = 256.0     # NVIDIA's conv_clamp, for fp16 layers of a file without one
 
 
 # ---------------------------------------------------------------------------------------------
@@ -67,6 +70,7 @@ class LayerSpec:
     is_torgb: bool
     clamp: Optional[float]
     cutoff: float               # output cutoff frequency (for layer_resolutions)
+    sampling_rate: float = 0.0  # output sampling rate (which layers run in low precision)
 
 
 @dataclass
@@ -182,8 +186,9 @@ def _act_(x, gain, slope, clamp):
 
 # --- banded-matrix form: every filter pass is a few large matrix products -------------------
 
-UP_TILE = 64            # outputs per band tile of the up-sampling passes (a multiple of up)
-DOWN_TILE = 32          # outputs per band tile of the down-sampling passes
+UP_TILE = 32            # outputs per band tile of the up-sampling passes (rounded to a multiple of up)
+DOWN_TILE = 16          # outputs per band tile of the down-sampling passes
+FIR_CHUNK = 4096        # columns of a strip of the y passes (fits the cache with its up-sampled rows)
 RADIAL_RTOL = 1e-7      # -R's radial filters: separable components kept down to this fraction
 _BANDS: Dict[tuple, tuple] = {}   # cached band matrices and radial components
 
@@ -283,61 +288,69 @@ def _cols_from(buf, n, h, tiles, axis: _Axis, m, c):
     return torch.matmul(m, win).view(n, h, tiles * axis.tile, c)
 
 
-def _rows(x, h_valid, axis: _Axis, m, tiles, out=None):
-    """y pass: [N, H, W, C] -> [N, tiles*tile, W, C], one matrix product per block of rows."""
-    n, _, w, c = x.shape
-    if out is None:
-        out = x.new_empty(n, tiles * axis.tile, w, c)
-    src = x.reshape(n, x.shape[1], w * c)
-    for s in range(n):
-        for t in range(tiles):
-            i0 = axis.first + t * axis.step
-            lo, hi = max(i0, 0), min(i0 + axis.width, h_valid)
-            dst = out[s, t * axis.tile:(t + 1) * axis.tile].view(axis.tile, w * c)
-            if lo >= hi:
-                dst.zero_()
-            else:
-                torch.mm(m[:, lo - i0:hi - i0], src[s, lo:hi], out=dst)
-    return out
-
-
 def filtered_lrelu(x, fu, fd, b, up=1, down=1, padding=(0, 0, 0, 0), gain=SQRT2, slope=0.2, clamp=None):
     """Same result as :func:`filtered_lrelu_reference`, as banded matrix products.
 
-    Channels last ([N, H, W, C] in memory): the x passes multiply each window of a row by the
-    band matrix (batched), the y passes multiply the band matrix by blocks of whole rows (one
-    large product each). Order: up x, up y, activation, down y, down x, so the largest image
-    (after up-sampling) is written once, activated in place and read once. -R's radial down
-    filter runs as its few separable SVD components. Returns a channels-last tensor.
+    Channels last ([N, H, W, C] in memory). Up x: each window of a row times the band matrix
+    (batched). Then, per sample and per block of ``FIR_CHUNK`` columns of the flattened rows,
+    up y, the activation and down y run on a strip that stays in the CPU's cache (the full-size
+    up-sampled image is never written out). Down x as up x. -R's radial down filter runs as its
+    few separable SVD components. Returns a channels-last tensor.
     """
     padding = [int(p) for p in padding]
     n, c, h, w = x.shape
-    bias = b.to(x.dtype)
+    dtype, dev = x.dtype, x.device
+    bias = b.to(dtype)
     if up == 1 and down == 1 and fu is None and fd is None and not any(padding):
         return _act_(x + bias.reshape(1, -1, 1, 1), gain, slope, clamp)
-    ux, mux, uy, muy, comps, wu = _bands(fu, fd, up, down, padding, h, w, x.dtype, x.device)
+    ux, mux, uy, muy, comps, wu = _bands(fu, fd, up, down, padding, h, w, dtype, dev)
     xl = x.permute(0, 2, 3, 1)                                  # [N, H, W, C] (a view if channels last)
-    # up x: bias added while copying into the padded row buffer
+    # up x; the bias is added while copying into the padded row buffer
     tx = wu // ux.tile
-    buf, rows = _col_buffer(n, h, tx, ux, c, x.dtype, x.device)
+    buf, rows = _col_buffer(n, h, tx, ux, c, dtype, dev)
     lo, hi = max(ux.first, 0), min(w, ux.first + tx * ux.step)
     torch.add(xl[:, :, lo:hi], bias, out=rows[:, :, lo - ux.first:hi - ux.first])
-    y = _cols_from(buf, n, h, tx, ux, mux, c)                   # [N, H, wu, C]
-    y = _rows(y, h, uy, muy, _tiles(uy, uy.out_len))            # [N, >= luy, wu, C]
-    _act_(y[:, :uy.out_len, :ux.out_len], gain, slope, clamp)
+    tyu = _tiles(uy, uy.out_len)
+    top = max(-uy.first, 0)
+    hp = top + max(h, uy.first + (tyu - 1) * uy.step + uy.width)
+    xu = torch.empty(n, hp, wu, c, dtype=dtype, device=dev)    # rows padded with zeros for up y
+    xu[:, :top].zero_()
+    xu[:, top + h:].zero_()
+    for s in range(n):
+        win = buf.as_strided((h * tx, ux.width, c), (ux.step * c, c, 1), s * h * tx * ux.step * c)
+        torch.bmm(mux.expand(h * tx, -1, -1), win, out=xu[s, top:top + h].view(h * tx, ux.tile, c))
+    # up y, activation, down y on column strips
+    ld = wu * c
+    dy0 = comps[0][0]
+    tyd = _tiles(dy0, dy0.out_len)
+    hd = tyd * dy0.tile
+    spill = max(comps[0][1].width - comps[0][1].step, 0)
+    zbufs = []
+    for _ in comps:
+        zb = torch.empty(n * hd * ld + spill * c, dtype=dtype, device=dev)
+        zb[n * hd * ld:].zero_()
+        zbufs.append(zb)
+    strip_rows = max(tyu * uy.tile, (tyd - 1) * dy0.step + dy0.width)
+    u = torch.empty(strip_rows, FIR_CHUNK, dtype=dtype, device=dev)
+    u[tyu * uy.tile:].zero_()
+    for s in range(n):
+        src = xu[s].view(hp, ld)
+        dsts = [zb[s * hd * ld:(s + 1) * hd * ld].view(hd, ld) for zb in zbufs]
+        for c0 in range(0, ld, FIR_CHUNK):
+            c1 = min(c0 + FIR_CHUNK, ld)
+            for t in range(tyu):
+                r0 = uy.first + top + t * uy.step
+                torch.mm(muy, src[r0:r0 + uy.width, c0:c1], out=u[t * uy.tile:(t + 1) * uy.tile, :c1 - c0])
+            _act_(u[:uy.out_len, :c1 - c0], gain, slope, clamp)
+            for (dy, dx, mdy, mdx), dst in zip(comps, dsts):
+                for t in range(tyd):
+                    r0 = t * dy.step
+                    torch.mm(mdy, u[r0:r0 + dy.width, :c1 - c0], out=dst[t * dy.tile:(t + 1) * dy.tile, c0:c1])
     out = None
-    for dy, dx, mdy, mdx in comps:
-        ty = _tiles(dy, dy.out_len)
-        tdx = wu // dx.step
-        spill = max(dx.width - dx.step, 0)
-        buf = x.new_empty(n * ty * dy.tile * wu * c + spill * c)
-        if spill:
-            buf[-spill * c:].zero_()
-        rows = buf[:n * ty * dy.tile * wu * c].view(n, ty * dy.tile, wu, c)
-        _rows(y, uy.out_len, dy, mdy, ty, out=rows)
-        z = _cols_from(buf, n, ty * dy.tile, tdx, dx, mdx, c)
+    for (dy, dx, mdy, mdx), zb in zip(comps, zbufs):
+        z = _cols_from(zb, n, hd, wu // dx.step, dx, mdx, c)
         out = z if out is None else out.add_(z)
-    return out[:, :dy.out_len, :dx.out_len].permute(0, 3, 1, 2)
+    return out[:, :dy0.out_len, :comps[0][1].out_len].permute(0, 3, 1, 2)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -394,20 +407,6 @@ def modulated_conv_reference(x, weight, styles, demodulate, input_gain, padding)
     return y.reshape(n, -1, *y.shape[2:])
 
 
-def modulated_conv(x, weight, styles, demodulate, input_gain, padding):
-    """Same as the reference: styles scale the input, one shared-weight conv, demodulation scales the output."""
-    w = weight
-    s = styles
-    if demodulate:
-        w = w * w.square().mean([1, 2, 3], keepdim=True).rsqrt()
-        s = s * s.square().mean(1, keepdim=True).rsqrt()
-    y = F.conv2d(x * (s * input_gain)[:, :, None, None], w, padding=padding)
-    if demodulate:
-        d = (s.square() @ w.square().sum([2, 3]).t() + 1e-8).rsqrt()    # [N, out]
-        y = y * d[:, :, None, None]
-    return y
-
-
 class SynthesisLayer(nn.Module):
     """x [N, in, s_in, s_in], w -> [N, out, s_out, s_out] (a ToRGB layer when spec.is_torgb)."""
 
@@ -424,17 +423,62 @@ class SynthesisLayer(nn.Module):
             fd = torch.zeros(spec.down_taps, spec.down_taps) if spec.down_radial else torch.zeros(spec.down_taps)
         self.register_buffer("down_filter", fd)
         self.reference = False
+        self.dtype = torch.float32          # compute dtype (configure)
+        self.clamp = spec.clamp
+        self.channels_last = False
+
+    def _prepared(self):
+        """Cached: the weight (demodulated layers: normalised to unit mean square, as the
+        reference does) and its sum of squares over the kernel [out, in], both fp32."""
+        key = (self.weight._version, self.weight.data_ptr(), self.weight.device, self.channels_last)
+        if getattr(self, "_prep_key", None) != key:
+            w = self.weight.detach().float()
+            if not self.spec.is_torgb:
+                w = w * w.square().mean([1, 2, 3], keepdim=True).rsqrt()
+            fmt = torch.channels_last if self.channels_last else torch.contiguous_format
+            self._prep = (w.contiguous(memory_format=fmt), w.square().sum([2, 3]))
+            self._prep_key = key
+        return self._prep
+
+    def _conv(self, x, styles):
+        """The modulated conv, styles and demodulation folded into one sample's weights (or, for a
+        batch, scaling the input and output of one shared-weight conv; CUDA: grouped)."""
+        s = self.spec
+        w, wsq = self._prepared()
+        if not s.is_torgb:
+            styles = styles * styles.square().mean(1, keepdim=True).rsqrt()
+        d = None if s.is_torgb else (styles.square() @ wsq.t() + 1e-8).rsqrt()      # [N, out]
+        styles = styles * self.magnitude_ema.rsqrt()
+        n, pad = x.shape[0], s.kernel - 1
+        if n == 1 or x.device.type == "cuda":
+            wt = w[None] * styles[:, None, :, None, None]
+            if d is not None:
+                wt = wt * d[:, :, None, None, None]
+            wt = wt.to(self.dtype)
+            if n == 1:
+                return F.conv2d(x, wt[0], padding=pad)
+            y = F.conv2d(x.reshape(1, -1, *x.shape[2:]), wt.reshape(-1, *wt.shape[2:]), padding=pad, groups=n)
+            return y.reshape(n, -1, *y.shape[2:])
+        y = F.conv2d(x * styles.to(self.dtype)[:, :, None, None], w.to(self.dtype), padding=pad)
+        return y if d is None else y.mul_(d.to(self.dtype)[:, :, None, None])
 
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         s = self.spec
-        styles = self.affine(w)
+        styles = self.affine(w.float())
         if s.is_torgb:
             styles = styles * (1.0 / math.sqrt(s.in_channels * s.kernel ** 2))
-        conv = modulated_conv_reference if self.reference else modulated_conv
-        x = conv(x, self.weight, styles, not s.is_torgb, self.magnitude_ema.rsqrt(), s.kernel - 1)
-        act = filtered_lrelu_reference if self.reference else filtered_lrelu
-        return act(x, self.up_filter, self.down_filter, self.bias, s.up, s.down, s.padding,
-                   1.0 if s.is_torgb else SQRT2, 1.0 if s.is_torgb else 0.2, s.clamp)
+        gain, slope = (1.0, 1.0) if s.is_torgb else (SQRT2, 0.2)
+        if self.reference:
+            x = modulated_conv_reference(x.float(), self.weight, styles, not s.is_torgb, self.magnitude_ema.rsqrt(),
+                                         s.kernel - 1)
+            return filtered_lrelu_reference(x, self.up_filter, self.down_filter, self.bias, s.up, s.down, s.padding,
+                                            gain, slope, s.clamp)
+        x = x.to(self.dtype)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        x = self._conv(x, styles)
+        return filtered_lrelu(x, self.up_filter, self.down_filter, self.bias, s.up, s.down, s.padding,
+                              gain, slope, self.clamp)
 
 
 class SynthesisNetwork3(nn.Module):
@@ -443,6 +487,7 @@ class SynthesisNetwork3(nn.Module):
         self.cfg = cfg
         self.input = SynthesisInput(cfg)
         self.layers = nn.ModuleList(SynthesisLayer(spec, cfg.w_dim) for spec in cfg.layers)
+        self.cpu_workers = 1   # CPU batches: samples run in this many threads
 
     def set_reference(self, on: bool) -> None:
         for layer in self.layers:
@@ -450,9 +495,33 @@ class SynthesisNetwork3(nn.Module):
 
     def forward(self, ws: torch.Tensor) -> torch.Tensor:
         x = self.input(ws[:, 0])
+        return self.run_layers(x, ws) * self.cfg.output_scale
+
+    def run_layers(self, x: torch.Tensor, ws: torch.Tensor) -> torch.Tensor:
+        """The layers after the input, fp32 out. A CPU batch runs its samples in parallel threads,
+        one core each (as StyleGAN2's "split" mode: no OpenMP barriers between the many small
+        matrix products of the filters, one sample's weights folded into plain convs)."""
+        n = x.shape[0]
+        workers = min(n, self.cpu_workers)
+        if workers <= 1 or self.layers[0].reference or x.device.type != "cpu":
+            return self._sequential(x, ws)
+
+        def one(i):
+            with torch.no_grad():   # grad mode is per thread
+                return self._sequential(x[i:i + 1], ws[i:i + 1])
+
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                return torch.cat(list(pool.map(one, range(n))))
+        finally:
+            torch.set_num_threads(threads)
+
+    def _sequential(self, x, ws):
         for i, layer in enumerate(self.layers):
             x = layer(x, ws[:, i + 1])
-        return x * self.cfg.output_scale
+        return x.float()
 
 
 class Net3(nn.Module):
@@ -563,6 +632,7 @@ def convert_nvidia_stylegan3(tensors: dict, attrs: dict, budget=None):
         clamp = st.get("conv_clamp")
         clamp = None if clamp is None else _number(clamp, f"{where}.conv_clamp")
         cutoff = _number(_attr(st, "out_cutoff", where), f"{where}.out_cutoff")
+        rate = _number(_attr(st, "out_sampling_rate", where), f"{where}.out_sampling_rate")
         if cin != prev_ch or s_in != prev_size:
             raise CheckpointError(f"{where} takes {cin} channels at {s_in} px, the layer before gives {prev_ch} at {prev_size}")
         ushape = src.shape(f"{where}.up_filter", 1) if src.has(f"{where}.up_filter") else (1,)
@@ -586,7 +656,8 @@ def convert_nvidia_stylegan3(tensors: dict, attrs: dict, budget=None):
         radial_any |= radial
         specs.append(LayerSpec(name=name, in_channels=cin, out_channels=cout, in_size=s_in, out_size=s_out,
                                kernel=k, up=up, down=down, padding=pad, up_taps=up_taps, down_taps=down_taps,
-                               down_radial=radial, is_torgb=is_torgb, clamp=clamp, cutoff=cutoff))
+                               down_radial=radial, is_torgb=is_torgb, clamp=clamp, cutoff=cutoff,
+                               sampling_rate=rate))
         prev_ch, prev_size = cout, s_out
     if prev_size != resolution or prev_ch != 3:
         raise CheckpointError(f"the last layer gives {prev_ch} channels at {prev_size} px, expected 3 at {resolution}")
@@ -644,6 +715,66 @@ def check_config(cfg: StyleGAN3Config) -> None:
         big = (s.in_size + s.kernel - 1) * s.up
         if big > 4 * untrusted.MAX_RESOLUTION:
             raise CheckpointError(f"layer {s.name}: intermediate images of {big} px are beyond what this loader supports")
+
+
+def config_from_dict(d) -> StyleGAN3Config:
+    """The config of a file saved by ``StyleGAN3Generator.save`` (untrusted: every field is
+    checked as the NVIDIA reader checks it, and the layers must chain)."""
+    if not isinstance(d, dict) or not isinstance(d.get("layers"), list):
+        raise CheckpointError("damaged StyleGAN3 config (not a dict with a list of layers)")
+    if not 2 <= len(d["layers"]) <= MAX_LAYERS:
+        raise CheckpointError(f"StyleGAN3 config with {len(d['layers'])} layers (2..{MAX_LAYERS} supported)")
+    try:
+        layers = [LayerSpec(**spec) for spec in d["layers"]]
+        cfg = StyleGAN3Config(**{**d, "layers": layers})
+    except TypeError as exc:
+        raise CheckpointError(f"damaged StyleGAN3 config ({clean_text(exc, 120)})") from None
+    if cfg.variant not in ("stylegan3-t", "stylegan3-r") or cfg.label_mode not in ("none", "embed"):
+        raise CheckpointError(f"StyleGAN3 config: unknown variant {clean_text(repr(cfg.variant), 40)} "
+                              f"or label mode {clean_text(repr(cfg.label_mode), 40)}")
+    for key in ("resolution", "z_dim", "w_dim", "c_dim", "embed_dim", "input_channels", "input_size"):
+        whole_number(getattr(cfg, key), key, 0 if key in ("c_dim", "embed_dim") else 1, untrusted.MAX_FEATURES)
+    for key in ("mapping_lr_mul", "input_sampling_rate", "input_bandwidth", "output_scale"):
+        setattr(cfg, key, _number(getattr(cfg, key), key))
+    if not isinstance(cfg.mapping_dims, list) or not isinstance(cfg.normalize_z, bool):
+        raise CheckpointError("damaged StyleGAN3 config (mapping_dims, normalize_z)")
+    if not cfg.input_bandwidth < cfg.input_sampling_rate / 2 or (cfg.label_mode == "embed") != (cfg.c_dim > 0):
+        raise CheckpointError("StyleGAN3 config: input bandwidth or label fields do not fit")
+    prev_ch, prev_size, kernels, radial_any = cfg.input_channels, cfg.input_size, set(), False
+    for i, spec in enumerate(cfg.layers):
+        where = f"layer {i}"
+        if not isinstance(spec.name, str) or not isinstance(spec.padding, list) or len(spec.padding) != 4:
+            raise CheckpointError(f"{where}: damaged name or padding")
+        for key, lo, hi in (("in_channels", 1, untrusted.MAX_FEATURES), ("out_channels", 1, untrusted.MAX_FEATURES),
+                            ("in_size", 1, untrusted.MAX_RESOLUTION + 1024), ("out_size", 1, untrusted.MAX_RESOLUTION + 1024),
+                            ("kernel", 1, 7), ("up", 1, MAX_FACTOR), ("down", 1, MAX_FACTOR),
+                            ("up_taps", 1, MAX_TAPS), ("down_taps", 1, MAX_TAPS)):
+            whole_number(getattr(spec, key), f"{where}.{key}", lo, hi)
+        spec.padding = [whole_number(p, f"{where}.padding", -100_000, 100_000) for p in spec.padding]
+        for key in ("down_radial", "is_torgb"):
+            _flag(getattr(spec, key), f"{where}.{key}")
+        spec.cutoff = _number(spec.cutoff, f"{where}.cutoff")
+        spec.sampling_rate = _number(spec.sampling_rate, f"{where}.sampling_rate")
+        spec.clamp = None if spec.clamp is None else _number(spec.clamp, f"{where}.clamp")
+        k, up, down, pad = spec.kernel, spec.up, spec.down, spec.padding
+        length = (spec.in_size + k - 1) * up + pad[0] + pad[1] - (spec.up_taps - 1) - (spec.down_taps - 1)
+        length_y = (spec.in_size + k - 1) * up + pad[2] + pad[3] - (spec.up_taps - 1) - (spec.down_taps - 1)
+        if (spec.in_channels, spec.in_size) != (prev_ch, prev_size) or spec.is_torgb != (i == len(cfg.layers) - 1) \
+                or (up > 1) != (spec.up_taps > 1) or (down > 1) != (spec.down_taps > 1) \
+                or length < 1 or length_y != length or (length - 1) // down + 1 != spec.out_size \
+                or any(abs(p) > 4 * MAX_TAPS + 16 * (spec.in_size + k) for p in pad) \
+                or (spec.is_torgb and (up != 1 or down != 1 or k != 1)):
+            raise CheckpointError(f"{where}: sizes, factors, filters or padding do not chain")
+        if not spec.is_torgb:
+            kernels.add(k)
+        radial_any |= spec.down_radial
+        prev_ch, prev_size = spec.out_channels, spec.out_size
+    variant = "stylegan3-t" if (kernels == {3} and not radial_any) else "stylegan3-r" if (kernels == {1} and radial_any) else None
+    if variant != cfg.variant or prev_ch != 3 or prev_size != cfg.resolution:
+        raise CheckpointError(f"StyleGAN3 config: the layers do not make a {clean_text(cfg.variant, 20)} "
+                              f"generator of {cfg.resolution} px")
+    check_config(cfg)
+    return cfg
 
 
 def check_canonical(cfg: StyleGAN3Config, tensors: Dict[str, torch.Tensor]) -> None:
@@ -706,7 +837,9 @@ class StyleGAN3Generator(Generator):
 
     @property
     def preview_resolutions(self):
-        return [self.resolution]
+        """4 .. R in powers of two; below R the full image area-downscaled (no cheaper path:
+        every StyleGAN3 layer works at about the output's sampling rate or its own)."""
+        return [2 ** i for i in range(2, int(math.log2(self.resolution)) + 1)]
 
     def set_reference(self, on: bool) -> None:
         """Run the straightforward grouped conv + full-size filtered lrelu (for tests)."""
@@ -721,15 +854,38 @@ class StyleGAN3Generator(Generator):
             ws = ws[:, None, :].expand(-1, self.n_latent, -1)
         if ws.ndim != 3 or ws.shape[1] != self.n_latent or ws.shape[2] != self.w_dim:
             raise TraeumerError(f"ws must be [N, {self.n_latent}, {self.w_dim}], got {list(ws.shape)}")
-        if resolution is not None and int(resolution) != self.resolution:
+        if resolution is not None and int(resolution) not in self.preview_resolutions:
             raise TraeumerError(f"preview resolution {resolution} is not one of {self.preview_resolutions}")
-        return self.net.synthesis(ws.contiguous()).float().clamp_(-1.0, 1.0).cpu()
+        img = self.net.synthesis(ws.contiguous()).float().clamp_(-1.0, 1.0)
+        return _preview(img, self.resolution, resolution).cpu()
 
     def configure(self, device: torch.device, precision: str) -> None:
-        if precision != "fp32":
-            raise TraeumerError(f"StyleGAN3 generators run in fp32 only (for now), not {precision}")
+        """fp16/bf16 for the layers whose sampling rate is above R / 2**LOW_PRECISION_RESOLUTIONS
+        (NVIDIA's rule for its fp16 layers, the same share as StyleGAN2's top resolutions); fp16
+        layers clamp at conv_clamp (256 where the file has none)."""
         self.to(device)
-        self.precision = "fp32"
+        low = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(precision)
+        for layer in self.net.synthesis.layers:
+            spec = layer.spec
+            use_low = low is not None and spec.sampling_rate * 2 ** LOW_PRECISION_RESOLUTIONS > self.resolution
+            layer.dtype = low if use_low else torch.float32
+            layer.clamp = spec.clamp
+            if layer.dtype == torch.float16 and layer.clamp is None:
+                layer.clamp = FP16_CLAMP
+            layer.channels_last = device.type == "cpu"
+        self.net.synthesis.cpu_workers = torch.get_num_threads() if device.type == "cpu" else 1
+        self.precision = precision
 
     def save(self, path) -> None:
-        raise TraeumerError("saving StyleGAN3 generators in the package's own format is not supported yet")
+        """Write this generator (weights, buffers, config) in the package's own format."""
+        from .formats import OWN_FORMAT
+        state = {k: v.detach().float().cpu().clone() for k, v in self.net.state_dict().items()}
+        torch.save({"format": OWN_FORMAT, "version": 1, "architecture": self.cfg.variant,
+                    "config": asdict(self.cfg), "state_dict": state}, os.fspath(path))
+
+
+def _preview(img: torch.Tensor, full: int, resolution: Optional[int]) -> torch.Tensor:
+    """The full-size image area-downscaled by full / resolution (a power of two)."""
+    if resolution is None or int(resolution) == full:
+        return img
+    return F.avg_pool2d(img, full // int(resolution))
