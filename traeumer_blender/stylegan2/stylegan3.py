@@ -282,20 +282,37 @@ def _col_buffer(n, h, tiles, axis: _Axis, c, dtype, device):
     return buf, buf[:n * h * row * c].view(n, h, row, c)
 
 
-def _cols_from(buf, n, h, tiles, axis: _Axis, m, c):
-    """x pass: [N, H, tiles*tile, C] = each window of the buffer times the band matrix."""
-    win = buf.as_strided((n * h * tiles, axis.width, c), (axis.step * c, c, 1))
-    return torch.matmul(m, win).view(n, h, tiles * axis.tile, c)
+def _in_parts(pool, total: int, fn) -> None:
+    """fn(start, stop) over ``total`` items: in one go, or split among the pool's threads."""
+    parts = 1 if pool is None else min(total, pool._max_workers)
+    bounds = [total * i // parts for i in range(parts + 1)]
+    if parts <= 1:
+        fn(0, total)
+    else:
+        list(pool.map(lambda i: fn(bounds[i], bounds[i + 1]), range(parts)))
 
 
-def filtered_lrelu(x, fu, fd, b, up=1, down=1, padding=(0, 0, 0, 0), gain=SQRT2, slope=0.2, clamp=None):
+def _bmm_band(m, buf, offset, count, axis: _Axis, c, out, pool, accumulate=False):
+    """out[b] (+)= m @ window b of the buffer, for ``count`` windows ``step * c`` apart."""
+    win = buf.as_strided((count, axis.width, c), (axis.step * c, c, 1), offset)
+
+    def part(b0, b1):
+        if accumulate:
+            out[b0:b1].baddbmm_(m.expand(b1 - b0, -1, -1), win[b0:b1])
+        else:
+            torch.bmm(m.expand(b1 - b0, -1, -1), win[b0:b1], out=out[b0:b1])
+    _in_parts(pool, count, part)
+
+
+def filtered_lrelu(x, fu, fd, b, up=1, down=1, padding=(0, 0, 0, 0), gain=SQRT2, slope=0.2, clamp=None, pool=None):
     """Same result as :func:`filtered_lrelu_reference`, as banded matrix products.
 
     Channels last ([N, H, W, C] in memory). Up x: each window of a row times the band matrix
     (batched). Then, per sample and per block of ``FIR_CHUNK`` columns of the flattened rows,
     up y, the activation and down y run on a strip that stays in the CPU's cache (the full-size
     up-sampled image is never written out). Down x as up x. -R's radial down filter runs as its
-    few separable SVD components. Returns a channels-last tensor.
+    few separable SVD components. ``pool`` (a thread pool, with torch at one thread): the work
+    split among its threads. Returns a channels-last tensor.
     """
     padding = [int(p) for p in padding]
     n, c, h, w = x.shape
@@ -317,40 +334,47 @@ def filtered_lrelu(x, fu, fd, b, up=1, down=1, padding=(0, 0, 0, 0), gain=SQRT2,
     xu[:, :top].zero_()
     xu[:, top + h:].zero_()
     for s in range(n):
-        win = buf.as_strided((h * tx, ux.width, c), (ux.step * c, c, 1), s * h * tx * ux.step * c)
-        torch.bmm(mux.expand(h * tx, -1, -1), win, out=xu[s, top:top + h].view(h * tx, ux.tile, c))
+        _bmm_band(mux, buf, s * h * tx * ux.step * c, h * tx, ux, c,
+                  xu[s, top:top + h].view(h * tx, ux.tile, c), pool)
     # up y, activation, down y on column strips
     ld = wu * c
-    dy0 = comps[0][0]
+    dy0, dx0 = comps[0][0], comps[0][1]
     tyd = _tiles(dy0, dy0.out_len)
     hd = tyd * dy0.tile
-    spill = max(comps[0][1].width - comps[0][1].step, 0)
+    spill = max(dx0.width - dx0.step, 0)
     zbufs = []
     for _ in comps:
         zb = torch.empty(n * hd * ld + spill * c, dtype=dtype, device=dev)
         zb[n * hd * ld:].zero_()
         zbufs.append(zb)
     strip_rows = max(tyu * uy.tile, (tyd - 1) * dy0.step + dy0.width)
-    u = torch.empty(strip_rows, FIR_CHUNK, dtype=dtype, device=dev)
-    u[tyu * uy.tile:].zero_()
-    for s in range(n):
-        src = xu[s].view(hp, ld)
-        dsts = [zb[s * hd * ld:(s + 1) * hd * ld].view(hd, ld) for zb in zbufs]
-        for c0 in range(0, ld, FIR_CHUNK):
+    chunks = -(-ld // FIR_CHUNK)
+
+    def strips(j0, j1):
+        u = torch.empty(strip_rows, FIR_CHUNK, dtype=dtype, device=dev)
+        u[tyu * uy.tile:].zero_()
+        for j in range(j0, j1):
+            s, c0 = divmod(j, chunks)
+            c0 *= FIR_CHUNK
             c1 = min(c0 + FIR_CHUNK, ld)
+            src = xu[s].view(hp, ld)
             for t in range(tyu):
                 r0 = uy.first + top + t * uy.step
                 torch.mm(muy, src[r0:r0 + uy.width, c0:c1], out=u[t * uy.tile:(t + 1) * uy.tile, :c1 - c0])
             _act_(u[:uy.out_len, :c1 - c0], gain, slope, clamp)
-            for (dy, dx, mdy, mdx), dst in zip(comps, dsts):
+            for (dy, _, mdy, _), zb in zip(comps, zbufs):
+                dst = zb[s * hd * ld:(s + 1) * hd * ld].view(hd, ld)
                 for t in range(tyd):
                     r0 = t * dy.step
                     torch.mm(mdy, u[r0:r0 + dy.width, :c1 - c0], out=dst[t * dy.tile:(t + 1) * dy.tile, c0:c1])
-    out = None
-    for (dy, dx, mdy, mdx), zb in zip(comps, zbufs):
-        z = _cols_from(zb, n, hd, wu // dx.step, dx, mdx, c)
-        out = z if out is None else out.add_(z)
-    return out[:, :dy0.out_len, :comps[0][1].out_len].permute(0, 3, 1, 2)
+    _in_parts(pool, n * chunks, strips)
+    # down x (the radial filter's components summed)
+    tdx = wu // dx0.step
+    out = torch.empty(n * hd * tdx, dx0.tile, c, dtype=dtype, device=dev)
+    for k, ((_, dx, _, mdx), zb) in enumerate(zip(comps, zbufs)):
+        _bmm_band(mdx, zb, 0, n * hd * tdx, dx, c, out, pool, accumulate=k > 0)
+    out = out.view(n, hd, tdx * dx0.tile, c)
+    return out[:, :dy0.out_len, :dx0.out_len].permute(0, 3, 1, 2)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -462,7 +486,8 @@ class SynthesisLayer(nn.Module):
         y = F.conv2d(x * styles.to(self.dtype)[:, :, None, None], w.to(self.dtype), padding=pad)
         return y if d is None else y.mul_(d.to(self.dtype)[:, :, None, None])
 
-    def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, w: torch.Tensor, pool=None) -> torch.Tensor:
+        """pool: threads for the filters (one sample on the CPU: the convs use torch's own threads)."""
         s = self.spec
         styles = self.affine(w.float())
         if s.is_torgb:
@@ -477,8 +502,16 @@ class SynthesisLayer(nn.Module):
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         x = self._conv(x, styles)
-        return filtered_lrelu(x, self.up_filter, self.down_filter, self.bias, s.up, s.down, s.padding,
-                              gain, slope, self.clamp)
+        if pool is None:
+            return filtered_lrelu(x, self.up_filter, self.down_filter, self.bias, s.up, s.down, s.padding,
+                                  gain, slope, self.clamp)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return filtered_lrelu(x, self.up_filter, self.down_filter, self.bias, s.up, s.down, s.padding,
+                                  gain, slope, self.clamp, pool=pool)
+        finally:
+            torch.set_num_threads(threads)
 
 
 class SynthesisNetwork3(nn.Module):
@@ -503,8 +536,11 @@ class SynthesisNetwork3(nn.Module):
         matrix products of the filters, one sample's weights folded into plain convs)."""
         n = x.shape[0]
         workers = min(n, self.cpu_workers)
-        if workers <= 1 or self.layers[0].reference or x.device.type != "cpu":
+        if self.layers[0].reference or x.device.type != "cpu" or self.cpu_workers <= 1:
             return self._sequential(x, ws)
+        if workers <= 1:        # one sample: its filters' matrix products split among the threads
+            with ThreadPoolExecutor(max_workers=self.cpu_workers) as pool:
+                return self._sequential(x, ws, pool)
 
         def one(i):
             with torch.no_grad():   # grad mode is per thread
@@ -518,9 +554,9 @@ class SynthesisNetwork3(nn.Module):
         finally:
             torch.set_num_threads(threads)
 
-    def _sequential(self, x, ws):
+    def _sequential(self, x, ws, pool=None):
         for i, layer in enumerate(self.layers):
-            x = layer(x, ws[:, i + 1])
+            x = layer(x, ws[:, i + 1], pool)
         return x.float()
 
 
