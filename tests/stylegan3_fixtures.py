@@ -34,8 +34,13 @@ def _lowpass(taps, cutoff, width, fs, radial=False):
     return torch.as_tensor(f / f.sum(), dtype=torch.float32)
 
 
+# NVIDIA's default configs (channel_base, channel_max; -R also doubles them and uses 1x1 convs)
+NVIDIA_CONFIGS = {"t": dict(channel_base=32768, channel_max=512), "r": dict(channel_base=65536, channel_max=1024)}
+
+
 def plan(resolution=32, num_layers=4, num_critical=2, margin=4, channel_base=256, channel_max=8,
          variant="t"):
+    """NVIDIA's published layer plan for any resolution, layer count, margin and channel budget."""
     last_cutoff = resolution / 2
     last_stop = last_cutoff * 2 ** 0.3
     exps = np.minimum(np.arange(num_layers + 1) / (num_layers - num_critical), 1)
@@ -67,7 +72,8 @@ def plan(resolution=32, num_layers=4, num_critical=2, margin=4, channel_base=256
             padding=[lo, total - lo, lo, total - lo],
             up_filter=_lowpass(up_taps, cutoffs[prev], halfw[prev] * 2, tmp),
             down_filter=_lowpass(down_taps, cutoffs[idx], halfw[idx] * 2, tmp, radial)))
-    return dict(resolution=resolution, rates=rates, cutoffs=cutoffs, sizes=sizes, chans=chans, layers=layers)
+    return dict(resolution=resolution, rates=rates, cutoffs=cutoffs, sizes=sizes, chans=chans, layers=layers,
+                margin=margin, num_critical=num_critical, channel_base=channel_base, channel_max=channel_max)
 
 
 def nvidia_sg3_object(variant="t", seed=0, z_dim=12, w_dim=12, mapping_layers=2, c_dim=0, drop=None,
@@ -135,10 +141,12 @@ def nvidia_sg3_object(variant="t", seed=0, z_dim=12, w_dim=12, mapping_layers=2,
         group = st["_parameters"] if leaf in st["_parameters"] else st["_buffers"]
         group[leaf] = torch.zeros(shape)
     synthesis = _module("SynthesisNetwork", modules=subs, w_dim=w_dim, num_ws=n_ws, img_resolution=p["resolution"],
-                        img_channels=3, num_layers=len(names) - 1, num_critical=2, margin_size=4,
+                        img_channels=3, num_layers=len(names) - 1, num_critical=p["num_critical"],
+                        margin_size=p["margin"],
                         output_scale=0.25, num_fp16_res=0, layer_names=names)
     kwargs = EasyDictW(z_dim=z_dim, c_dim=c_dim, w_dim=w_dim, img_resolution=p["resolution"], img_channels=3,
-                       mapping_kwargs=EasyDictW(num_layers=mapping_layers), channel_base=256, channel_max=8,
+                       mapping_kwargs=EasyDictW(num_layers=mapping_layers), channel_base=p["channel_base"],
+                       channel_max=p["channel_max"],
                        conv_kernel=1 if variant == "r" else 3, use_radial_filters=variant == "r")
     return _module("Generator", modules={"mapping": mapping, "synthesis": synthesis}, _init_args=(),
                    _init_kwargs=kwargs, z_dim=z_dim, c_dim=c_dim, w_dim=w_dim,
