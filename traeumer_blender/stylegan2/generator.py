@@ -65,6 +65,7 @@ class Generator(nn.Module):
         self._w_stats = None
 
     # --- shape facts -------------------------------------------------------------------------
+    bf16_check_samples = 2      # images pick_precision compares (bf16 against fp32)
     resolution = property(lambda self: self.cfg.resolution)
     n_latent = property(lambda self: self.cfg.n_latent)
     w_dim = property(lambda self: self.cfg.w_dim)
@@ -358,7 +359,7 @@ def pick_precision(G: Generator, device: torch.device, precision: str) -> str:
         if precision == "auto":
             if cpu_has_native_bf16():
                 G.configure(device, "fp32")
-                p = bf16_psnr(G, resolution=min(G.resolution, 256))
+                p = bf16_psnr(G, n=G.bf16_check_samples, resolution=min(G.resolution, 256))
                 G.info["bf16_psnr_db"] = p
                 return "bf16" if p >= 40.0 else "fp32"
             return "fp32"

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""StyleGAN3 (alias-free, configs T and R) synthesis in plain PyTorch, fp32, no custom ops.
+"""StyleGAN3 (alias-free, configs T and R) synthesis in plain PyTorch, no custom ops.
 
 Written from the paper and the format facts (docs FACTS.md section 7); no NVIDIA code.
 
@@ -10,12 +10,15 @@ Written from the paper and the format facts (docs FACTS.md section 7); no NVIDIA
                      down_filter, down-sample); the last layer is ToRGB (1x1, not demodulated,
                      linear + clamp); the output is multiplied by output_scale.
 
-The filtered leaky ReLU runs separably and polyphase (``filtered_lrelu``): the up-sampling FIR
-is split into ``up`` phase filters applied to the input (no zero-stuffed image, no multiplies by
-zeros) and the down-sampling FIR is a strided convolution (only the kept samples are
-computed); -R's 2-D radial down filters run as one strided 2-D convolution. This is the same
-arithmetic as ``filtered_lrelu_reference`` (full-size zero-stuffed up-sampling, activation,
-full-size filtering, then decimation) up to float rounding.
+The filtered leaky ReLU (``filtered_lrelu``) runs every filter pass as band-matrix products:
+one axis of up-sample/pad/FIR/decimate is a banded matrix, the same band for every block of
+outputs, so the passes are a few large matrix products instead of depthwise convolutions
+(slow on the CPU); the y passes and the activation run on cache-sized strips; -R's radial down
+filters run as their separable SVD components. This is the same arithmetic as
+``filtered_lrelu_reference`` (full-size zero-stuffed up-sampling, activation, full-size
+filtering, then decimation) up to float rounding.
+
+Precision: fp32, or fp16/bf16 for the layers sampled above R/16 (``configure``).
 
 Layer resolutions (``layer_resolutions``, used to name the coarse/middle/fine groups): a w layer
 is given the StyleGAN2 block resolution whose band limit matches the layer's output cutoff
@@ -222,7 +225,9 @@ def _taps(f) -> torch.Tensor:
 
 
 def _key(f):
-    return None if f is None else (f.data_ptr(), f._version, tuple(f.shape))
+    """A filter's identity: its memory and version (the cache entry keeps the tensor alive, so
+    its memory cannot be reused by another filter while cached)."""
+    return None if f is None else (f.data_ptr(), f._version, tuple(f.shape), f.stride(), f.dtype, f.device)
 
 
 def _components(fd) -> List[tuple]:
@@ -238,7 +243,8 @@ def _components(fd) -> List[tuple]:
 
 
 def _bands(fu, fd, up, down, padding, h, w, dtype, device):
-    """(up x, up y, [(down y, down x), ...] as (axis, matrix)), allocated widths; cached."""
+    """(up x axis, its matrix, up y axis, its matrix, [(down y, down x, matrices) per component],
+    the up-sampled row width, the filters) for these filters and this input size; cached."""
     key = (_key(fu), _key(fd), up, down, tuple(padding), h, w, dtype, device)
     hit = _BANDS.get(key)
     if hit is not None:
@@ -262,7 +268,7 @@ def _bands(fu, fd, up, down, padding, h, w, dtype, device):
     gu = _taps(fu)
     comps = [(dy, dx, row.to(device, dtype), col.to(device, dtype))
              for row, col in ((dy.matrix(r, 1.0), dx.matrix(c, 1.0)) for r, c in _components(fd))]
-    hit = (ux, ux.matrix(gu, up).to(device, dtype), uy, uy.matrix(gu, up).to(device, dtype), comps, wu)
+    hit = (ux, ux.matrix(gu, up).to(device, dtype), uy, uy.matrix(gu, up).to(device, dtype), comps, wu, (fu, fd))
     if len(_BANDS) > 256:
         _BANDS.clear()
     _BANDS[key] = hit
@@ -284,7 +290,7 @@ def _col_buffer(n, h, tiles, axis: _Axis, c, dtype, device):
 
 def _in_parts(pool, total: int, fn) -> None:
     """fn(start, stop) over ``total`` items: in one go, or split among the pool's threads."""
-    parts = 1 if pool is None else min(total, pool._max_workers)
+    parts = 1 if pool is None else min(total, pool._max_workers)   # a ThreadPoolExecutor's size
     bounds = [total * i // parts for i in range(parts + 1)]
     if parts <= 1:
         fn(0, total)
@@ -320,7 +326,7 @@ def filtered_lrelu(x, fu, fd, b, up=1, down=1, padding=(0, 0, 0, 0), gain=SQRT2,
     bias = b.to(dtype)
     if up == 1 and down == 1 and fu is None and fd is None and not any(padding):
         return _act_(x + bias.reshape(1, -1, 1, 1), gain, slope, clamp)
-    ux, mux, uy, muy, comps, wu = _bands(fu, fd, up, down, padding, h, w, dtype, dev)
+    ux, mux, uy, muy, comps, wu, _ = _bands(fu, fd, up, down, padding, h, w, dtype, dev)
     xl = x.permute(0, 2, 3, 1)                                  # [N, H, W, C] (a view if channels last)
     # up x; the bias is added while copying into the padded row buffer
     tx = wu // ux.tile
@@ -861,6 +867,7 @@ class StyleGAN3Generator(Generator):
         self._w_stats = None
 
     architecture = property(lambda self: self.cfg.variant)
+    bf16_check_samples = 1      # pick_precision's bf16 check renders full-size images here
 
     @property
     def device(self) -> torch.device:
