@@ -64,6 +64,7 @@ def test_loads_both_variants_with_the_public_api(files, variant):
     assert ws.shape == (2, 6, 12)
     img = G.synthesis(ws)
     assert img.shape == (2, 3, 32, 32) and img.dtype == torch.float32 and torch.isfinite(img).all()
+    assert img.is_contiguous()
     assert img.std() > 1e-3 and (img[0] - img[1]).abs().max() > 1e-3
     # truncation toward w_avg
     avg = G.net.mapping.w_avg

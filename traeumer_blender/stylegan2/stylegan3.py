@@ -167,8 +167,20 @@ def _upfirdn_reference(x, f, up, down, padding, gain):
     return x[:, :, ::down, ::down]
 
 
+REFERENCE_CHUNK = 1 << 26     # elements of the up-sampled image the reference holds at once (256 MB)
+
+
 def filtered_lrelu_reference(x, fu, fd, b, up=1, down=1, padding=(0, 0, 0, 0), gain=SQRT2, slope=0.2, clamp=None):
-    """The straightforward form: bias, full-size up-sample + FIR, activation, full FIR, decimate."""
+    """The straightforward form: bias, full-size up-sample + FIR, activation, full FIR, decimate.
+
+    Channels go through in groups, so a 1024 px layer (a few GB per full-size copy of its
+    up-sampled image) fits in memory; each group is the same arithmetic."""
+    n, c, h, w = x.shape
+    per_channel = n * (h * up + abs(padding[0]) + abs(padding[1])) * (w * up + abs(padding[2]) + abs(padding[3]))
+    group = max(1, REFERENCE_CHUNK // max(per_channel, 1))
+    if group < c:
+        return torch.cat([filtered_lrelu_reference(x[:, i:i + group], fu, fd, b[i:i + group], up, down, padding,
+                                                   gain, slope, clamp) for i in range(0, c, group)], dim=1)
     x = x + b.reshape(1, -1, 1, 1)
     x = _upfirdn_reference(x, fu, up, 1, padding, up * up)
     x = _act(x, gain, slope, clamp)
@@ -563,7 +575,7 @@ class SynthesisNetwork3(nn.Module):
     def _sequential(self, x, ws, pool=None):
         for i, layer in enumerate(self.layers):
             x = layer(x, ws[:, i + 1], pool)
-        return x.float()
+        return x.float().contiguous()      # NCHW images, as the reference path gives
 
 
 class Net3(nn.Module):
