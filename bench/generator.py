@@ -111,6 +111,11 @@ def bench_sg3(args, native_bf16: bool, cpu: str) -> None:
           "StyleGAN2-f ms/img | SG3 / SG2 | straightforward ms/img | speed-up |")
     print("|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     notes = []
+
+    def note(line):   # printed at the end, below the table; at once on stderr (a run may be cut short)
+        notes.append(line)
+        print(f"note: {line}", file=sys.stderr, flush=True)
+
     for res in args.res:
         sg2 = Generator(config_f(res), source_id="bench")
         sg2.eval().requires_grad_(False)
@@ -131,7 +136,7 @@ def bench_sg3(args, native_bf16: bool, cpu: str) -> None:
             G.set_reference(False)
             t_ref = min(times)
             fast = G.synthesis(ws1)
-            notes.append(f"stylegan3-{variant} {res} px: fast vs straightforward max abs diff "
+            note(f"stylegan3-{variant} {res} px: fast vs straightforward max abs diff "
                          f"{(fast - ref).abs().max().item():.2e}")
             for batch in args.batch:
                 ws = G.mapping(torch.randn(batch, G.z_dim, generator=gen))
@@ -158,9 +163,9 @@ def bench_sg3(args, native_bf16: bool, cpu: str) -> None:
             if native_bf16 and "bf16" in args.precision:
                 G.configure(torch.device("cpu"), "fp32")
                 n = 2 if res <= 512 else 1
-                notes.append(f"stylegan3-{variant} {res} px: bf16 vs fp32 PSNR {bf16_psnr(G, n=n):.1f} dB "
+                note(f"stylegan3-{variant} {res} px: bf16 vs fp32 PSNR {bf16_psnr(G, n=n):.1f} dB "
                              f"(lowest of {n} random ws)")
-            notes.append(f"stylegan3-{variant} {res} px: nominal modulated-conv cost {flops / 1e9:.0f} GFLOP per image "
+            note(f"stylegan3-{variant} {res} px: nominal modulated-conv cost {flops / 1e9:.0f} GFLOP per image "
                          f"(StyleGAN2-f: {synthesis_flops(sg2.cfg) / 1e9:.0f})")
             del G
     print()
