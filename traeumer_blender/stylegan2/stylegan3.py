@@ -92,6 +92,26 @@ class StyleGAN3Config:
     def n_latent(self) -> int:
         return len(self.layers) + 1
 
+    def output_width(self, input_width: int) -> int:
+        """Columns of the output for a Fourier-feature grid ``input_width`` columns wide (each
+        layer: full conv, up-sampling, padding, both filters, decimation)."""
+        s = int(input_width)
+        for spec in self.layers:
+            length = ((s + spec.kernel - 1) * spec.up + spec.padding[0] + spec.padding[1]
+                      - (spec.up_taps - 1) - (spec.down_taps - 1))
+            s = (length - 1) // spec.down + 1
+        return s
+
+    def input_width_for(self, width: int) -> int:
+        """The narrowest grid (as many columns more or fewer than ``input_size`` on each side)
+        whose output covers a frame ``width`` px wide."""
+        columns = self.input_size
+        while columns > 2 and self.output_width(columns - 2) >= width:
+            columns -= 2
+        while self.output_width(columns) < width:
+            columns += 2
+        return columns
+
     def layer_resolutions(self) -> List[int]:
         def res(cutoff):
             r = 2 ** int(round(math.log2(max(2.0 * cutoff, 1e-6))))
@@ -266,7 +286,8 @@ class SynthesisInput(nn.Module):
         self.register_buffer("freqs", torch.zeros(c, 2))
         self.register_buffer("phases", torch.zeros(c))
 
-    def forward(self, w: torch.Tensor) -> torch.Tensor:
+    def forward(self, w: torch.Tensor, width: Optional[int] = None) -> torch.Tensor:
+        """width: columns of a widened grid (centred like the square one); None: ``size``."""
         n = w.shape[0]
         t = self.affine(w)                                  # (r_c, r_s, t_x, t_y)
         t = t / t[:, :2].norm(dim=1, keepdim=True)
@@ -280,7 +301,10 @@ class SynthesisInput(nn.Module):
         amp = (1 - (freqs.norm(dim=2) - self.bandwidth) / (self.sampling_rate / 2 - self.bandwidth)).clamp(0, 1)
         # sample centres of a size x size grid, in units of the sampling rate, centred on 0
         grid = (torch.arange(self.size, dtype=w.dtype, device=w.device) + 0.5 - self.size / 2) / self.sampling_rate
-        arg = (freqs[:, :, 0, None, None] * grid[None, None, None, :]
+        columns = self.size if width is None else int(width)
+        grid_x = grid if width is None else \
+            (torch.arange(columns, dtype=w.dtype, device=w.device) + 0.5 - columns / 2) / self.sampling_rate
+        arg = (freqs[:, :, 0, None, None] * grid_x[None, None, None, :]
                + freqs[:, :, 1, None, None] * grid[None, None, :, None] + phases[:, :, None, None])
         x = torch.sin(arg * (2 * math.pi)) * amp[:, :, None, None]          # [N, C, H, W]
         weight = self.weight / math.sqrt(self.channels)
@@ -357,8 +381,8 @@ class SynthesisNetwork3(nn.Module):
         for layer in self.layers:
             layer.reference = bool(on)
 
-    def forward(self, ws: torch.Tensor) -> torch.Tensor:
-        x = self.input(ws[:, 0])
+    def forward(self, ws: torch.Tensor, input_width: Optional[int] = None) -> torch.Tensor:
+        x = self.input(ws[:, 0], input_width)
         for i, layer in enumerate(self.layers):
             x = layer(x, ws[:, i + 1])
         return x * self.cfg.output_scale
@@ -617,13 +641,23 @@ class StyleGAN3Generator(Generator):
     def preview_resolutions(self):
         return [self.resolution]
 
+    @property
+    def draft_resolutions(self):
+        """None: StyleGAN3 has no skip branch to take small frames from cheaply."""
+        return []
+
     def set_reference(self, on: bool) -> None:
         """Run the straightforward grouped conv + full-size filtered lrelu (for tests)."""
         self.net.synthesis.set_reference(on)
 
     @torch.no_grad()
-    def synthesis(self, ws, resolution: Optional[int] = None) -> torch.Tensor:
-        """ws [N, n_latent, w_dim] -> images [N, 3, R, R] float32 CPU tensor clamped to [-1, 1]."""
+    def synthesis(self, ws, resolution: Optional[int] = None, width: Optional[int] = None) -> torch.Tensor:
+        """ws [N, n_latent, w_dim] -> images [N, 3, R, R] float32 CPU tensor clamped to [-1, 1].
+
+        width: frames ``width`` px wide from a Fourier-feature grid widened (or narrowed) to
+        cover them, cropped to the centre; None or R: square.
+        """
+        from .generator import check_frame_width
 
         ws = _as_tensor(ws, self.device)
         if ws.ndim == 2:
@@ -632,7 +666,12 @@ class StyleGAN3Generator(Generator):
             raise TraeumerError(f"ws must be [N, {self.n_latent}, {self.w_dim}], got {list(ws.shape)}")
         if resolution is not None and int(resolution) != self.resolution:
             raise TraeumerError(f"preview resolution {resolution} is not one of {self.preview_resolutions}")
-        return self.net.synthesis(ws.contiguous()).float().clamp_(-1.0, 1.0).cpu()
+        width = check_frame_width(width, self.resolution)
+        if width is None:
+            return self.net.synthesis(ws.contiguous()).float().clamp_(-1.0, 1.0).cpu()
+        img = self.net.synthesis(ws.contiguous(), self.cfg.input_width_for(width))
+        first = (img.shape[-1] - width) // 2
+        return img[..., first:first + width].float().clamp_(-1.0, 1.0).cpu()
 
     def configure(self, device: torch.device, precision: str) -> None:
         if precision != "fp32":
