@@ -81,8 +81,10 @@ def new_sound_strip(scene, name: str, filepath: str, channel: int, frame_start: 
 
 
 def new_image_strip(scene, name: str, first_file: str, channel: int, frame_start: int):
+    """An image strip whose images are scaled to fit the render frame (each image by its own
+    size, so small draft frames and full frames fill the same area)."""
     editor = scene.sequence_editor or scene.sequence_editor_create()
-    return top_level_strips(editor).new_image(name, first_file, channel, frame_start)
+    return top_level_strips(editor).new_image(name, first_file, channel, frame_start, fit_method="FIT")
 
 
 # --- Time ---------------------------------------------------------------------------------------

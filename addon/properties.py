@@ -1,6 +1,8 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Settings stored on the scene as ``scene.traeumer`` (saved with the .blend)."""
 
+from fractions import Fraction
+
 import bpy
 from bpy.props import (
     BoolProperty,
@@ -36,6 +38,8 @@ class TRAEUMER_PG_track(bpy.types.PropertyGroup):
 
     sound_strip: StringProperty(name="Sound Strip", description="Sound strip the track was generated from")
     image_strip: StringProperty(name="Image Strip", description="Image strip that shows the frames")
+    draft_strip: StringProperty(name="Draft Strip",
+                                description="Image strip of the draft frames under the image strip while frames are made")
     image_name: StringProperty(name="Image", description="Image datablock (image sequence) of the frames")
     material_name: StringProperty(name="Material", description="Material that shows the frames")
     action_name: StringProperty(name="Action", description="Action holding the style curves")
@@ -45,7 +49,10 @@ class TRAEUMER_PG_track(bpy.types.PropertyGroup):
                                 options=compat.path_options())
     frame_start: IntProperty(name="Start", description="Scene frame of the first generated frame")
     frame_count: IntProperty(name="Frames", description="Number of generated frames", min=0)
-    resolution: IntProperty(name="Resolution", description="Frame size in pixels", min=0)
+    resolution: IntProperty(name="Resolution", description="Frame height in pixels", min=0)
+    frame_width: IntProperty(name="Width", description="Frame width in pixels (0: square)", min=0)
+    draft_size: IntProperty(name="Draft Size", description="Draft frame height in pixels (0: no drafts)", min=0)
+    draft_width: IntProperty(name="Draft Width", description="Draft frame width in pixels", min=0)
     state: EnumProperty(
         name="State",
         items=[("NEW", "New", ""), ("RUNNING", "Running", ""), ("DONE", "Done", ""),
@@ -129,6 +136,20 @@ def _motion_properties(cls):
         name="Beat Markers", description="Also mark every beat on the timeline (bar.beat)", default=False)
 
 
+def frame_aspect(scene, settings) -> str:
+    """The aspect sent to the engine, "W:H" (``aspect.py``); SCENE: the render resolution's
+    shape with its pixel aspect."""
+    if settings.aspect == "CUSTOM":
+        return f"{settings.aspect_width}:{settings.aspect_height}"
+    if settings.aspect != "SCENE":
+        return settings.aspect
+    render = scene.render
+    width = Fraction(render.resolution_x) * Fraction(render.pixel_aspect_x).limit_denominator(1000)
+    height = Fraction(render.resolution_y) * Fraction(render.pixel_aspect_y).limit_denominator(1000)
+    ratio = width / height
+    return f"{ratio.numerator}:{ratio.denominator}"
+
+
 def _number(value) -> float:
     """A float property's value as the number it was set to (float32 0.01 -> 0.01)."""
     return float(f"{float(value):.6g}")
@@ -188,6 +209,32 @@ class TRAEUMER_PG_settings(bpy.types.PropertyGroup):
         name="Resolution",
         description="Frame size in pixels; 0 uses the model's own resolution",
         default=0, min=0, max=4096,
+    )
+    aspect: EnumProperty(
+        name="Aspect",
+        description="Shape of the frames; the height is the resolution, the width follows",
+        items=[
+            ("SCENE", "Scene", "The shape of the scene's render resolution"),
+            ("16:9", "16:9", "Wide (landscape video)"),
+            ("9:16", "9:16", "Tall (phones)"),
+            ("1:1", "1:1", "Square, as StyleGAN draws"),
+            ("CUSTOM", "Custom", "Width and height below"),
+        ],
+        default="SCENE",
+    )
+    aspect_width: IntProperty(name="Width", description="Custom aspect: width part", default=4, min=1, max=10000)
+    aspect_height: IntProperty(name="Height", description="Custom aspect: height part", default=3, min=1, max=10000)
+    use_draft: BoolProperty(
+        name="Drafts First",
+        description="Render a small draft of every frame first, so the whole song can be scrubbed at once; "
+                    "the full frames replace them as they are made",
+        default=True,
+    )
+    draft_size: EnumProperty(
+        name="Draft Size",
+        description="Height of the draft frames",
+        items=[("64", "64 px", "Fastest"), ("128", "128 px", "Sharper drafts")],
+        default="64",
     )
     smoothing_coarse: FloatProperty(
         name="Coarse", description="Smoothing window of the coarse layers (seconds)",

@@ -55,6 +55,16 @@ class TRAEUMER_PT_generate(bpy.types.Panel):
             name = strip.name if strip is not None else "<strip name>"
             column.label(text=f"//traeumer/{name}/", icon="FILE_FOLDER")
         column.prop(settings, "resolution")
+        column.prop(settings, "aspect")
+        if settings.aspect == "CUSTOM":
+            custom = column.row(align=True)
+            custom.prop(settings, "aspect_width", text="W")
+            custom.prop(settings, "aspect_height", text="H")
+        drafts = column.row(heading="Drafts")
+        drafts.prop(settings, "use_draft", text="")
+        size = drafts.row()
+        size.active = settings.use_draft
+        size.prop(settings, "draft_size", text="")
         smoothing = column.column(align=True, heading="Smoothing")
         smoothing.prop(settings, "smoothing_coarse")
         smoothing.prop(settings, "smoothing_middle")
@@ -82,7 +92,8 @@ class TRAEUMER_PT_generate(bpy.types.Panel):
             track = jobs.active_track(scene)
             if track is not None:
                 info = layout.column(align=True)
-                info.label(text=f"{track.frame_count} frames from {track.frame_start}", icon="IMAGE_DATA")
+                size = f"{track.frame_width or track.resolution}x{track.resolution}" if track.resolution else ""
+                info.label(text=f"{track.frame_count} frames from {track.frame_start}  {size}", icon="IMAGE_DATA")
                 if track.action_name:
                     info.label(text=f"Curves: action '{track.action_name}'", icon="ACTION")
                 sections = markers.section_count(track)

@@ -12,17 +12,16 @@ import pytest
 import stylegan3_fixtures as fx3
 import torch
 import torch.nn.functional as F
-from stylegan2_fixtures import make_generator, random_state, tiny_config
 from test_pipeline import EXAMPLE, read_bytes, settings
 
+from stylegan2_fixtures import make_generator, random_state, tiny_config
 from traeumer_blender import png
 from traeumer_blender.aspect import frame_width, parse_aspect
 from traeumer_blender.errors import TraeumerError
 from traeumer_blender.frames import frames_tag
 from traeumer_blender.output_folder import frame_path
 from traeumer_blender.pipeline import run_generate
-from traeumer_blender.stylegan2 import load_generator
-from traeumer_blender.stylegan2 import network
+from traeumer_blender.stylegan2 import load_generator, network
 
 R = 64
 

@@ -238,6 +238,12 @@ def _render_frames(styles_path, frame_indices, ws_override, out_dir, model, devi
     if draft_size:
         render_drafts(generator, layer_ws_for, todo, out_dir, draft_size, settings.get("draft_width"),
                       draft_batch(generator), compression, report, lambda i: tag(i, plain_draft_tag))
+        # the old full frames are stale: without them the fresh drafts show until they are replaced
+        for index in todo:
+            try:
+                os.unlink(frame_path(out_dir, index))
+            except FileNotFoundError:
+                pass
     return render_batches(generator, layer_ws_for, todo, out_dir,
                           render_resolution(generator, styles.resolution), batch or default_batch(generator),
                           compression, report, tag, width=width)

@@ -280,13 +280,14 @@ def _run_generate_locked(settings, report, started, fps, windows, audio_path, in
         report.check()
         order = frame_order(n_frames, settings.first_frames)
         compression = int(settings.png_compression)
+        # a frame is kept only when it was made with these very settings (its tag); stale ones
+        # go before the drafts, so that a stale frame is never shown over its fresh draft
+        todo = _stale_frames(out_dir, order, resolution, frames_fp, width)
         if draft_size:
             dtag = draft_tag(styles_fp, draft_size, generator.draft_precision, compression, draft_width)
             drafts = _stale_frames(draft_dir(out_dir), order, draft_size, dtag, draft_width)
             render_drafts(generator, styles.layer_ws, drafts, out_dir, draft_size, draft_width,
                           draft_batch(generator), compression, report, dtag)
-        # a frame is kept only when it was made with these very settings (its tag)
-        todo = _stale_frames(out_dir, order, resolution, frames_fp, width)
         reused = n_frames - len(todo)
         batch = int(settings.batch or default_batch(generator))
         rendered = render_batches(

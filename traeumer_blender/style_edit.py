@@ -500,7 +500,7 @@ def _update_frames_locked(styles_path, edits_path, progress, cancel, device, out
                          curves["basis"], w_avg, untruncated, pulse=pulse)
 
     render_frames(styles_path, changed, ws_override=new_ws, device=device, progress=progress,
-                  cancel=cancel, lock=False)
+                  cancel=cancel, lock=False, draft=bool(settings.get("draft_size")))
     applied = np.array(curves["applied"])
     applied[changed] = values[changed]
     _save_applied(cpath, curves, applied, cuts)
