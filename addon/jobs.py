@@ -23,7 +23,7 @@ from ..traeumer_blender.styles_file import load_styles
 from ..traeumer_blender.timing import format_duration
 from . import compat, markers, output, style_curves, worker_client
 from .preferences import worker_settings
-from .properties import motion_settings
+from .properties import camera_settings, motion_settings
 from .timeline import missing_sound_strip_message, sound_strip_span, target_sound_strip
 
 
@@ -222,6 +222,10 @@ class GenerateJob(Job):
             motion = motion_settings(settings).record()
         except TraeumerError as error:
             raise JobError(f"Motion: {user_message(str(error))}") from None
+        try:
+            camera = camera_settings(settings).record()
+        except TraeumerError as error:
+            raise JobError(user_message(str(error))) from None
 
         track = settings.tracks.get(strip.name)
         if track is None:
@@ -234,6 +238,7 @@ class GenerateJob(Job):
         track.frame_start = span.frame_start
         track.frame_count = span.frame_count
         track.resolution = settings.resolution
+        track.model_path = settings.model_path
         track.state = "RUNNING"
         track.message = ""
 
@@ -261,7 +266,7 @@ class GenerateJob(Job):
             "smoothing": [float(settings.smoothing_coarse), float(settings.smoothing_middle),
                           float(settings.smoothing_fine)],
             "truncation": float(settings.truncation), "seed": int(settings.seed),
-            "device": settings.device, "motion": motion,
+            "device": settings.device, "motion": motion, "camera": camera,
         }
         job.beat_markers = bool(settings.beat_markers)
         job.decoded_audio = False

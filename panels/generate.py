@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""The "Generate from audio" panel in the Sequencer sidebar, with its "Motion" sub-panel."""
+"""The "Generate from audio" panel in the Sequencer sidebar, with its "Motion" and "Camera" sub-panels."""
 
 import os
 
@@ -135,6 +135,51 @@ class TRAEUMER_PT_motion(bpy.types.Panel):
         layout.prop(settings, "beat_markers")
 
 
+def camera_note(scene):
+    """Why there is no camera, in one line, or "" when the model may have one (StyleGAN3)."""
+    settings = scene.traeumer
+    if not settings.model_path:
+        return "No camera: the built-in generator is StyleGAN2 (only StyleGAN3 models move the picture)"
+    track = jobs.active_track(scene)
+    if track is not None and track.state == "DONE" and track.action_name and not track.has_camera \
+            and track.model_path == settings.model_path:
+        return (f"No camera curves on '{track.name}': its model is StyleGAN2 "
+                f"(only StyleGAN3 models move the picture)")
+    return ""
+
+
+class TRAEUMER_PT_camera(bpy.types.Panel):
+    """The camera of StyleGAN3 models: still or moved by the music, and a constant offset."""
+
+    bl_idname = "TRAEUMER_PT_camera"
+    bl_label = "Camera"
+    bl_parent_id = "TRAEUMER_PT_generate"
+    bl_space_type = "SEQUENCE_EDITOR"
+    bl_region_type = "UI"
+    bl_category = "TräumerAI"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw(self, context):
+        settings = context.scene.traeumer
+        layout = self.layout
+        note = camera_note(context.scene)
+        if note:
+            layout.label(text=note, icon="INFO")
+        column = layout.column()
+        column.use_property_split = True
+        column.use_property_decorate = False
+        column.active = not note
+        column.prop(settings, "camera_mode")
+        music = column.column(align=True)
+        music.active = settings.camera_mode == "music"
+        music.prop(settings, "camera_drift")
+        music.prop(settings, "camera_nudge")
+        offset = column.column(align=True, heading="Offset")
+        offset.prop(settings, "camera_x")
+        offset.prop(settings, "camera_y")
+        offset.prop(settings, "camera_rotation")
+
+
 class TRAEUMER_UL_tracks(bpy.types.UIList):
     def draw_item(self, context, layout, data, item, icon, active_data, active_property, index=0, flt_flag=0):
         icons = {"DONE": "CHECKMARK", "RUNNING": "TIME", "FAILED": "ERROR", "CANCELLED": "CANCEL"}
@@ -142,4 +187,4 @@ class TRAEUMER_UL_tracks(bpy.types.UIList):
         layout.label(text=f"{item.frame_count} fr")
 
 
-classes = (TRAEUMER_UL_tracks, TRAEUMER_PT_generate, TRAEUMER_PT_motion)
+classes = (TRAEUMER_UL_tracks, TRAEUMER_PT_generate, TRAEUMER_PT_motion, TRAEUMER_PT_camera)
