@@ -223,9 +223,13 @@ class GenerateJob(Job):
         except TraeumerError as error:
             raise JobError(f"Motion: {user_message(str(error))}") from None
         try:
-            camera = camera_settings(settings).record()
+            chosen_camera = camera_settings(settings)
         except TraeumerError as error:
             raise JobError(user_message(str(error))) from None
+        note = camera_note(scene, settings.tracks.get(strip.name))
+        if note and not chosen_camera.still:
+            raise JobError(f"{note}: set Camera to Still (X, Y and Rotation 0)")
+        camera = chosen_camera.record()
 
         track = settings.tracks.get(strip.name)
         if track is None:
@@ -448,6 +452,21 @@ class LabelJob(Job):
             self._fail(str(error))
             return
         self._finish("DONE", message)
+
+
+def camera_note(scene, track=None) -> str:
+    """Why Generate's model has no camera, in one line, or "" when it may have one (StyleGAN3):
+    the built-in generator is StyleGAN2; so is a model file whose track (``track``, by default the
+    active one) was generated with it and got no camera."""
+    settings = scene.traeumer
+    if not settings.model_path:
+        return "No camera: the built-in generator is StyleGAN2 (only StyleGAN3 models move the picture)"
+    track = active_track(scene) if track is None else track
+    if track is not None and track.state == "DONE" and track.action_name and not track.has_camera \
+            and track.model_path == settings.model_path:
+        return (f"No camera curves on '{track.name}': its model is StyleGAN2 "
+                f"(only StyleGAN3 models move the picture)")
+    return ""
 
 
 def active_track(scene):

@@ -135,19 +135,6 @@ class TRAEUMER_PT_motion(bpy.types.Panel):
         layout.prop(settings, "beat_markers")
 
 
-def camera_note(scene):
-    """Why there is no camera, in one line, or "" when the model may have one (StyleGAN3)."""
-    settings = scene.traeumer
-    if not settings.model_path:
-        return "No camera: the built-in generator is StyleGAN2 (only StyleGAN3 models move the picture)"
-    track = jobs.active_track(scene)
-    if track is not None and track.state == "DONE" and track.action_name and not track.has_camera \
-            and track.model_path == settings.model_path:
-        return (f"No camera curves on '{track.name}': its model is StyleGAN2 "
-                f"(only StyleGAN3 models move the picture)")
-    return ""
-
-
 class TRAEUMER_PT_camera(bpy.types.Panel):
     """The camera of StyleGAN3 models: still or moved by the music, and a constant offset."""
 
@@ -162,7 +149,7 @@ class TRAEUMER_PT_camera(bpy.types.Panel):
     def draw(self, context):
         settings = context.scene.traeumer
         layout = self.layout
-        note = camera_note(context.scene)
+        note = jobs.camera_note(context.scene)
         if note:
             layout.label(text=note, icon="INFO")
         column = layout.column()
