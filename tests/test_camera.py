@@ -308,3 +308,18 @@ def test_camera_options_through_the_cli(tmp_path, models, click):
                                       "rotation": 15.0}
     assert styles.camera[0].tolist() == [0.2, -0.1, 15.0] and np.all(styles.camera[:, 2] == 15.0)
     assert len(digests(out)) == 8
+
+
+def test_the_generate_request_carries_the_camera():
+    from traeumer_blender import protocol
+    from traeumer_blender.worker import generate_settings
+
+    fields = dict(audio="a.wav", out_dir="out", fps="30", start=0.0, model="default", smoothing=[3, 2, 0.3],
+                  truncation=1.0, seed=0, device="cpu")
+    assert protocol.PROTOCOL_VERSION == 4
+    request = protocol.build_request(protocol.GENERATE, camera=CameraSettings(mode="music", x=0.1).record(), **fields)
+    settings = generate_settings(request["params"])
+    assert settings.camera == CameraSettings(mode="music", x=0.1).record()
+    assert protocol.build_request(protocol.GENERATE, **fields)["params"]["camera"] is None     # still
+    with pytest.raises(protocol.ProtocolError, match="generate.camera must be an object"):
+        protocol.build_request(protocol.GENERATE, camera="music", **fields)
