@@ -23,7 +23,7 @@ from ..traeumer_blender.styles_file import load_styles
 from ..traeumer_blender.timing import format_duration
 from . import compat, markers, output, style_curves, worker_client
 from .preferences import worker_settings
-from .properties import frame_aspect, motion_settings
+from .properties import camera_settings, frame_aspect, motion_settings
 from .timeline import first_frames, missing_sound_strip_message, sound_strip_span, target_sound_strip
 
 
@@ -223,6 +223,14 @@ class GenerateJob(Job):
             motion = motion_settings(settings).record()
         except TraeumerError as error:
             raise JobError(f"Motion: {user_message(str(error))}") from None
+        try:
+            chosen_camera = camera_settings(settings)
+        except TraeumerError as error:
+            raise JobError(user_message(str(error))) from None
+        note = camera_note(scene, settings.tracks.get(strip.name))
+        if note and not chosen_camera.still:
+            raise JobError(f"{note}: set Camera to Still (X, Y and Rotation 0)")
+        camera = chosen_camera.record()
 
         track = settings.tracks.get(strip.name)
         if track is None:
@@ -236,6 +244,7 @@ class GenerateJob(Job):
         track.frame_count = span.frame_count
         track.resolution = settings.resolution
         drafts = bool(settings.use_draft)
+        track.model_path = settings.model_path
         track.state = "RUNNING"
         track.message = ""
 
@@ -263,7 +272,7 @@ class GenerateJob(Job):
             "smoothing": [float(settings.smoothing_coarse), float(settings.smoothing_middle),
                           float(settings.smoothing_fine)],
             "truncation": float(settings.truncation), "seed": int(settings.seed),
-            "device": settings.device, "motion": motion,
+            "device": settings.device, "motion": motion, "camera": camera,
             "aspect": frame_aspect(scene, settings), "draft": drafts, "draft_size": int(settings.draft_size),
             "first_frames": first_frames(scene, span),
         }
@@ -468,6 +477,21 @@ def set_track_shape(track, resolution, settings) -> None:
     track.frame_width = width if width != track.resolution else 0
     track.draft_size = int(settings.get("draft_size") or 0)
     track.draft_width = int(settings.get("draft_width") or 0)
+
+
+def camera_note(scene, track=None) -> str:
+    """Why Generate's model has no camera, in one line, or "" when it may have one (StyleGAN3):
+    the built-in generator is StyleGAN2; so is a model file whose track (``track``, by default the
+    active one) was generated with it and got no camera."""
+    settings = scene.traeumer
+    if not settings.model_path:
+        return "No camera: the built-in generator is StyleGAN2 (only StyleGAN3 models move the picture)"
+    track = active_track(scene) if track is None else track
+    if track is not None and track.state == "DONE" and track.action_name and not track.has_camera \
+            and track.model_path == settings.model_path:
+        return (f"No camera curves on '{track.name}': its model is StyleGAN2 "
+                f"(only StyleGAN3 models move the picture)")
+    return ""
 
 
 def active_track(scene):

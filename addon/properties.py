@@ -14,7 +14,7 @@ from bpy.props import (
     StringProperty,
 )
 
-from ..traeumer_blender import motion
+from ..traeumer_blender import camera, motion
 from ..traeumer_blender.layer_groups import DEFAULT_SMOOTHING_SECONDS, GROUP_NAMES
 from ..traeumer_blender.style_edit import COMPONENTS, amount_curve_name, pulse_curve_name
 from . import compat
@@ -62,6 +62,9 @@ class TRAEUMER_PG_track(bpy.types.PropertyGroup):
     message: StringProperty(name="Message", description="Last report of the track's job")
     markers: CollectionProperty(type=TRAEUMER_PG_marker, name="Markers",
                                 description="Timeline markers of the track's sections and beats")
+    model_path: StringProperty(name="Model", description="Model file the track was generated with (empty: built in)")
+    has_camera: BoolProperty(name="Has Camera",
+                             description="The track's model has a camera (StyleGAN3): it has camera curves")
 
 
 def _add_curve_properties(cls):
@@ -92,6 +95,16 @@ def _add_curve_properties(cls):
             name=f"{group.title()} Pulse",
             description=f"How far the pulse moves the {group} layers toward the pulse target",
             default=0.0, soft_min=0.0, soft_max=1.0, options={"ANIMATABLE"})
+
+
+    # the camera of StyleGAN3 models (camera.py): x, y in frame heights, rotation in degrees
+    descriptions = ("Where the camera looks, to the right, in frame heights (the picture slides left)",
+                    "Where the camera looks, upward, in frame heights (the picture slides down)",
+                    "Camera roll in degrees, counter-clockwise (the picture turns clockwise)")
+    for name, label, text in zip(camera.CAMERA_CURVES, camera.CAMERA_LABELS, descriptions):
+        soft = 360.0 if name == "camera_rotation" else 1.0     # degrees (a plain number, not radians)
+        cls.__annotations__[name] = FloatProperty(name=label, description=text, default=0.0, soft_min=-soft,
+                                                  soft_max=soft, options={"ANIMATABLE"})
 
 
 _add_curve_properties(TRAEUMER_PG_track)
@@ -148,6 +161,39 @@ def frame_aspect(scene, settings) -> str:
     height = Fraction(render.resolution_y) * Fraction(render.pixel_aspect_y).limit_denominator(1000)
     ratio = width / height
     return f"{ratio.numerator}:{ratio.denominator}"
+
+
+def _camera_properties(cls):
+    """Generate's camera settings (StyleGAN3 models); defaults are the engine's (``camera.py``)."""
+    notes = cls.__annotations__
+    notes["camera_mode"] = EnumProperty(
+        name="Camera", description="How the camera of a StyleGAN3 model moves",
+        items=[("still", "Still", "The camera stays where X, Y and Rotation put it"),
+               ("music", "Music", "A slow drift with the tempo and a nudge on each downbeat")],
+        default=camera.CameraSettings().mode)
+    notes["camera_drift"] = FloatProperty(
+        name="Drift", description="Radius of the slow drift with the tempo (frame heights)",
+        default=camera.DEFAULT_DRIFT, min=0.0, max=camera.MAX_OFFSET, soft_max=0.5, precision=3)
+    notes["camera_nudge"] = FloatProperty(
+        name="Nudge", description="How far each downbeat pushes the camera (frame heights)",
+        default=camera.DEFAULT_NUDGE, min=0.0, max=camera.MAX_OFFSET, soft_max=0.2, precision=3)
+    notes["camera_x"] = FloatProperty(
+        name="X", description="Where the camera looks, to the right (frame heights; the picture slides left)",
+        default=0.0, min=-camera.MAX_OFFSET, max=camera.MAX_OFFSET, soft_min=-1.0, soft_max=1.0, precision=3)
+    notes["camera_y"] = FloatProperty(
+        name="Y", description="Where the camera looks, upward (frame heights; the picture slides down)",
+        default=0.0, min=-camera.MAX_OFFSET, max=camera.MAX_OFFSET, soft_min=-1.0, soft_max=1.0, precision=3)
+    notes["camera_rotation"] = FloatProperty(
+        name="Rotation", description="Camera roll in degrees, counter-clockwise (the picture turns clockwise)",
+        default=0.0, min=-3600.0, max=3600.0, soft_min=-180.0, soft_max=180.0, precision=2)
+
+
+def camera_settings(settings) -> "camera.CameraSettings":
+    """The engine's CameraSettings for the scene's settings; raises TraeumerError naming a bad value."""
+    return camera.CameraSettings(
+        mode=settings.camera_mode, drift=_number(settings.camera_drift), nudge=_number(settings.camera_nudge),
+        x=_number(settings.camera_x), y=_number(settings.camera_y),
+        rotation=_number(settings.camera_rotation)).checked()
 
 
 def _number(value) -> float:
@@ -269,6 +315,7 @@ class TRAEUMER_PG_settings(bpy.types.PropertyGroup):
 
 
 _motion_properties(TRAEUMER_PG_settings)
+_camera_properties(TRAEUMER_PG_settings)
 
 classes = (TRAEUMER_PG_marker, TRAEUMER_PG_track, TRAEUMER_PG_settings)
 

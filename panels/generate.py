@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""The "Generate from audio" panel in the Sequencer sidebar, with its "Motion" sub-panel."""
+"""The "Generate from audio" panel in the Sequencer sidebar, with its "Motion" and "Camera" sub-panels."""
 
 import os
 
@@ -146,6 +146,38 @@ class TRAEUMER_PT_motion(bpy.types.Panel):
         layout.prop(settings, "beat_markers")
 
 
+class TRAEUMER_PT_camera(bpy.types.Panel):
+    """The camera of StyleGAN3 models: still or moved by the music, and a constant offset."""
+
+    bl_idname = "TRAEUMER_PT_camera"
+    bl_label = "Camera"
+    bl_parent_id = "TRAEUMER_PT_generate"
+    bl_space_type = "SEQUENCE_EDITOR"
+    bl_region_type = "UI"
+    bl_category = "TräumerAI"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw(self, context):
+        settings = context.scene.traeumer
+        layout = self.layout
+        note = jobs.camera_note(context.scene)
+        if note:
+            layout.label(text=note, icon="INFO")
+        column = layout.column()
+        column.use_property_split = True
+        column.use_property_decorate = False
+        column.active = not note
+        column.prop(settings, "camera_mode")
+        music = column.column(align=True)
+        music.active = settings.camera_mode == "music"
+        music.prop(settings, "camera_drift")
+        music.prop(settings, "camera_nudge")
+        offset = column.column(align=True, heading="Offset")
+        offset.prop(settings, "camera_x")
+        offset.prop(settings, "camera_y")
+        offset.prop(settings, "camera_rotation")
+
+
 class TRAEUMER_UL_tracks(bpy.types.UIList):
     def draw_item(self, context, layout, data, item, icon, active_data, active_property, index=0, flt_flag=0):
         icons = {"DONE": "CHECKMARK", "RUNNING": "TIME", "FAILED": "ERROR", "CANCELLED": "CANCEL"}
@@ -153,4 +185,4 @@ class TRAEUMER_UL_tracks(bpy.types.UIList):
         layout.label(text=f"{item.frame_count} fr")
 
 
-classes = (TRAEUMER_UL_tracks, TRAEUMER_PT_generate, TRAEUMER_PT_motion)
+classes = (TRAEUMER_UL_tracks, TRAEUMER_PT_generate, TRAEUMER_PT_motion, TRAEUMER_PT_camera)

@@ -126,6 +126,18 @@ def _add_generate_options(parser, audio_required=True):
                         help="hold the look per beat or per bar (default none)")
     motion.add_argument("--no-motion", action="store_true",
                         help="no pulse, no cuts, no hold: the paper's smoothing alone")
+    camera = parser.add_argument_group("camera (StyleGAN3 models; x, y in frame heights, rotation in degrees)")
+    camera.add_argument("--camera", choices=("still", "music"), default="still",
+                        help="still (default), or drifting with the tempo and nudged on downbeats")
+    camera.add_argument("--camera-drift", type=float, default=None,
+                        help="music: radius of the slow drift (frame heights, default 0.05)")
+    camera.add_argument("--camera-nudge", type=float, default=None,
+                        help="music: push on each downbeat (frame heights, default 0.02)")
+    camera.add_argument("--camera-x", type=float, default=0.0,
+                        help="where the camera looks, to the right (frame heights; the picture slides left)")
+    camera.add_argument("--camera-y", type=float, default=0.0, help="... and up (frame heights)")
+    camera.add_argument("--camera-rotation", type=float, default=0.0,
+                        help="camera roll, counter-clockwise (degrees; the picture turns clockwise)")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
 
 
@@ -139,7 +151,7 @@ def _settings_from(args, audio, out):
         resolution=args.resolution, device=args.device, precision=args.precision,
         batch=args.batch, styles_only=args.styles_only, motion=_motion_from(args),
         aspect=args.aspect, draft=args.draft or args.draft_size is not None, draft_size=args.draft_size,
-        first_frames=_first_frames(args.first))
+        first_frames=_first_frames(args.first), camera=_camera_from(args))
 
 
 def _first_frames(text):
@@ -158,6 +170,20 @@ def _first_frames(text):
             raise TraeumerError(f"--first frame numbers start at 1 and rise, got {part.strip()}")
         ranges.append((first - 1, last))
     return ranges
+
+
+def _camera_from(args):
+    """CameraSettings from the camera options (one clear line for a bad one)."""
+    from .camera import CameraSettings
+
+    changes = {"mode": args.camera, "x": args.camera_x, "y": args.camera_y, "rotation": args.camera_rotation}
+    for name in ("drift", "nudge"):
+        value = getattr(args, f"camera_{name}")
+        if value is not None:
+            if args.camera != "music":
+                raise TraeumerError(f"--camera-{name} moves the camera with the music: add --camera music")
+            changes[name] = value
+    return CameraSettings(**changes).checked()
 
 
 def _motion_from(args):

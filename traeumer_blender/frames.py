@@ -68,11 +68,13 @@ EDITED_SUFFIX = "+edited"
 
 
 def render_batches(generator, layer_ws_for, indices, out_dir, resolution, batch, compression,
-                   report, tag, stage="render", width=None):
+                   report, tag, stage="render", width=None, *, camera_for=None):
     """Render frames ``indices`` in batches, writing each PNG atomically with its tag (``tag``: a
     string, or a function of the frame index). Returns paths. Styles that are not finite numbers
     are refused before their frame is written. ``resolution``: the synthesis resolution (None:
-    the generator's own); ``width``: the frame width (None: square)."""
+    the generator's own); ``width``: the frame width (None: square). ``camera_for`` (a function
+    of a list of frame indices giving their cameras [k, 3], ``camera.py``) moves the picture of a
+    generator with a camera; a batch whose cameras are all zero is rendered as without one."""
     tag_of = tag if callable(tag) else (lambda _index: tag)
     import torch
 
@@ -88,13 +90,17 @@ def render_batches(generator, layer_ws_for, indices, out_dir, resolution, batch,
             raise TraeumerError(f"the style of frame {int(bad) + 1} is not a finite number (NaN or infinity): "
                                 f"nothing was rendered for it")
         ws = torch.from_numpy(ws)
+        camera = _batch_camera(camera_for, chunk)
         with torch.no_grad():
             if _fixed_rows(generator):
-                images = torch.cat([_synthesize_rows(generator, ws[k:k + CPU_SYNTHESIS_ROWS], resolution, width)
+                images = torch.cat([_synthesize_rows(generator, ws[k:k + CPU_SYNTHESIS_ROWS], resolution, width,
+                                                     None if camera is None else camera[k:k + CPU_SYNTHESIS_ROWS])
                                     for k in range(0, len(chunk), CPU_SYNTHESIS_ROWS)])
             else:
-                images = generator.synthesis(ws.to(generator.device), resolution=resolution,
-                                             **_width_argument(width))
+                extra = _width_argument(width)
+                if camera is not None:
+                    extra["camera"] = camera
+                images = generator.synthesis(ws.to(generator.device), resolution=resolution, **extra)
         pixels = _to_uint8_images(images)
         for index, image in zip(chunk, pixels):
             path = frame_path(out_dir, index)
@@ -121,14 +127,31 @@ def _fixed_rows(generator) -> bool:
     return not str(getattr(generator, "device", "cpu")).startswith("cuda")
 
 
-def _synthesize_rows(generator, ws, resolution, width=None):
+def _batch_camera(camera_for, chunk):
+    """The cameras [k, 3] of a batch, or None where there is none to apply (all zero)."""
+    if camera_for is None:
+        return None
+    camera = np.asarray(camera_for(chunk), dtype=np.float64).reshape(len(chunk), 3)
+    if not np.all(np.isfinite(camera)):
+        bad = next(i for i, row in zip(chunk, camera) if not np.all(np.isfinite(row)))
+        raise TraeumerError(f"the camera of frame {int(bad) + 1} is not a finite number (NaN or infinity): "
+                            f"nothing was rendered for it")
+    return camera if np.any(camera != 0) else None
+
+
+def _synthesize_rows(generator, ws, resolution, width=None, camera=None):
     """Synthesize ``ws`` ([n ≤ CPU_SYNTHESIS_ROWS, L, D]) in one call of exactly that many rows."""
     import torch
 
     count = ws.shape[0]
     if count < CPU_SYNTHESIS_ROWS:
         ws = torch.cat([ws, ws[-1:].expand(CPU_SYNTHESIS_ROWS - count, *ws.shape[1:])])
-    return generator.synthesis(ws, resolution=resolution, **_width_argument(width))[:count]
+        if camera is not None:
+            camera = np.concatenate([camera, np.repeat(camera[-1:], CPU_SYNTHESIS_ROWS - count, axis=0)])
+    extra = _width_argument(width)
+    if camera is not None and np.any(camera != 0):
+        extra["camera"] = camera
+    return generator.synthesis(ws, resolution=resolution, **extra)[:count]
 
 
 def frame_is_kept(out_dir, index, resolution, tag: str, width: int = None) -> bool:
@@ -155,7 +178,7 @@ def render_drafts(generator, layer_ws_for, indices, out_dir, draft_size, width, 
 
 def render_frames(styles_path, frame_indices=None, ws_override=None, out_dir=None, model=None,
                   device="auto", precision="auto", batch=None, progress=None, cancel=None,
-                  only_missing=False, png_compression=None, lock=True, draft=False) -> list:
+                  only_missing=False, png_compression=None, lock=True, draft=False, camera_override=None) -> list:
     """Render frames of a styles.npz again; returns the written paths.
 
     frame_indices: 0-based frame indices (None: all). ws_override: optional array aligned with
@@ -166,19 +189,21 @@ def render_frames(styles_path, frame_indices=None, ws_override=None, out_dir=Non
     lock: share the folder with other render jobs (``output_folder.FolderLock``); False when the
     caller holds it already. draft: when the job made draft frames, give these frames a fresh
     draft first (Update Frames). Frames keep the job's shape (``frame_width`` in its settings).
+    caller holds it already. camera_override: optional cameras [k, 3] aligned with frame_indices
+    (``camera.py``), used instead of the stored camera path (Update Frames).
     """
     out_dir = os.fspath(out_dir) if out_dir is not None else os.path.dirname(os.path.abspath(styles_path))
     ensure_writable_folder(out_dir)
     if not lock:
         return _render_frames(styles_path, frame_indices, ws_override, out_dir, model, device, precision,
-                              batch, progress, cancel, only_missing, png_compression, draft)
+                              batch, progress, cancel, only_missing, png_compression, draft, camera_override)
     with FolderLock(out_dir, "render", exclusive=False):
         return _render_frames(styles_path, frame_indices, ws_override, out_dir, model, device, precision,
-                              batch, progress, cancel, only_missing, png_compression, draft)
+                              batch, progress, cancel, only_missing, png_compression, draft, camera_override)
 
 
 def _render_frames(styles_path, frame_indices, ws_override, out_dir, model, device, precision, batch,
-                   progress, cancel, only_missing, png_compression, draft) -> list:
+                   progress, cancel, only_missing, png_compression, draft, camera_override=None) -> list:
     report = Reporter(progress, cancel)
     styles = load_styles(styles_path)
     n_frames = styles.frame_count
@@ -194,6 +219,7 @@ def _render_frames(styles_path, frame_indices, ws_override, out_dir, model, devi
             raise TraeumerError(f"ws_override must be [k, 3, w_dim] or [k, {len(styles.layer_group)}, w_dim]")
         if override.shape[1] == styles.group_ws.shape[1] != len(styles.layer_group):
             override = override[:, styles.layer_group]
+    cameras = _checked_cameras(styles, indices, camera_override)
     settings = styles.settings
     source = model if model is not None else styles.generator_source
     report("load", 0, 1)
@@ -206,6 +232,9 @@ def _render_frames(styles_path, frame_indices, ws_override, out_dir, model, devi
             f"styles were made with generator {styles.generator_source_id}, but {source} is "
             f"{generator.source_id}")
     check_styles_fit(styles, generator, name=os.fspath(styles_path))
+    if cameras is not None and np.any(cameras != 0) and not getattr(generator, "has_camera", False):
+        raise TraeumerError(f"{os.fspath(styles_path)} moves the camera, but {source} is a StyleGAN2 generator "
+                            f"without one")
     compression = png_compression if png_compression is not None else settings.get("png_compression", 6)
     width = settings.get("frame_width")
     plain_tag = frames_tag(styles.fingerprint, styles.resolution, str(generator.precision), compression, width)
@@ -214,11 +243,13 @@ def _render_frames(styles_path, frame_indices, ws_override, out_dir, model, devi
     if draft_size:
         plain_draft_tag = draft_tag(styles.fingerprint, draft_size, generator.draft_precision, compression,
                                     settings.get("draft_width"))
+    # a frame whose override equals its stored style and camera (an edit undone) is a plain frame again
     edited = set()
-    if override is not None:
-        # a frame whose override equals its stored style (an edit undone) is a plain frame again
-        edited = {int(i) for i, row in zip(indices, override)
-                  if not np.array_equal(row, styles.layer_ws([int(i)])[0].astype(np.float32))}
+    for k, i in enumerate(indices):
+        if override is not None and not np.array_equal(override[k], styles.layer_ws([int(i)])[0].astype(np.float32)):
+            edited.add(int(i))
+        if camera_override is not None and not np.array_equal(cameras[k], _stored_camera(styles, int(i))):
+            edited.add(int(i))
 
     def tag(index, plain=plain_tag):
         return plain + EDITED_SUFFIX if int(index) in edited else plain
@@ -227,12 +258,17 @@ def _render_frames(styles_path, frame_indices, ws_override, out_dir, model, devi
         indices = indices[np.asarray(keep, dtype=bool)] if len(indices) else indices
         if override is not None:
             override = override[np.asarray(keep, dtype=bool)]
+        if cameras is not None:
+            cameras = cameras[np.asarray(keep, dtype=bool)]
     position = {int(i): k for k, i in enumerate(indices)}
 
     def layer_ws_for(chunk):
         if override is not None:
             return override[[position[int(i)] for i in chunk]]
         return styles.layer_ws(chunk)
+
+    def camera_for(chunk):
+        return cameras[[position[int(i)] for i in chunk]]
 
     todo = [int(i) for i in indices]
     if draft_size:
@@ -246,12 +282,29 @@ def _render_frames(styles_path, frame_indices, ws_override, out_dir, model, devi
                 pass
     return render_batches(generator, layer_ws_for, todo, out_dir,
                           render_resolution(generator, styles.resolution), batch or default_batch(generator),
-                          compression, report, tag, width=width)
+                          compression, report, tag, width=width,
+                          camera_for=camera_for if cameras is not None else None)
 
 
 def draft_batch(generator) -> int:
     """Draft frames per step: small images, so more of them between progress events."""
     return 4 * default_batch(generator)
+
+
+def _stored_camera(styles, index) -> np.ndarray:
+    return np.zeros(3) if styles.camera is None else np.asarray(styles.camera[index], dtype=np.float64)
+
+
+def _checked_cameras(styles, indices, camera_override):
+    """The cameras [k, 3] of frames ``indices`` (the override, else the stored path), or None."""
+    if camera_override is None:
+        return None if styles.camera is None else np.asarray(styles.camera, dtype=np.float64)[indices]
+    cameras = np.asarray(camera_override, dtype=np.float64)
+    if cameras.shape != (len(indices), 3):
+        raise TraeumerError("camera_override must be [k, 3] (x, y, rotation), one row per frame index")
+    if not np.all(np.isfinite(cameras)):
+        raise TraeumerError("a camera value is not a finite number")
+    return cameras
 
 
 def render_resolution(generator, resolution):

@@ -27,6 +27,7 @@ import numpy as np
 
 from . import smoothing, timing
 from .aspect import SQUARE, frame_width, parse_aspect
+from .camera import STILL, CameraSettings, camera_path
 from .errors import TraeumerError
 from .frames import (
     default_batch,
@@ -92,6 +93,7 @@ class GenerateSettings:
     draft: bool = False             # draft frames of the whole song first, in DIR/draft/
     draft_size: int = None          # draft frame height; None: DEFAULT_DRAFT_SIZE
     first_frames: list = None       # [(first, end), ...] 0-based frame ranges to render first
+    camera: CameraSettings = STILL  # StyleGAN3 only: still, or moved by the music (camera.py)
 
 
 @dataclass
@@ -146,6 +148,11 @@ def _check_settings(settings: GenerateSettings):
     elif settings.motion is None:
         settings.motion = MotionSettings()
     settings.motion = settings.motion.checked()
+    if isinstance(settings.camera, dict):
+        settings.camera = CameraSettings.from_record(settings.camera)
+    elif settings.camera is None:
+        settings.camera = STILL
+    settings.camera = settings.camera.checked()
     return fps, windows
 
 
@@ -166,6 +173,8 @@ def _fingerprints(settings, fps, windows, start, duration, audio_digest, generat
     }
     if not settings.motion.off:
         styles_inputs["motion"] = settings.motion.record()
+    if not settings.camera.still:   # a still camera keeps the fingerprint (and frame tags) of before
+        styles_inputs["camera"] = settings.camera.record()
     styles_fp = _digest_json(styles_inputs)
     return styles_fp, frames_tag(styles_fp, resolution, str(generator.precision), int(settings.png_compression), width)
 
@@ -232,6 +241,9 @@ def _run_generate_locked(settings, report, started, fps, windows, audio_path, in
     resolution = int(settings.resolution or generator.resolution)
     if resolution > generator.resolution:
         raise TraeumerError(f"resolution {resolution} is above the generator's {generator.resolution}")
+    if not settings.camera.still and not getattr(generator, "has_camera", False):
+        raise TraeumerError(f"camera: {_source_text(settings.model)} is a StyleGAN2 generator, which has no "
+                            f"camera (only StyleGAN3 models move the picture); use the still camera")
     mapper_file = None
     if settings.mapper:
         mapper_file = Mapper.load(settings.mapper)
@@ -292,7 +304,8 @@ def _run_generate_locked(settings, report, started, fps, windows, audio_path, in
         batch = int(settings.batch or default_batch(generator))
         rendered = render_batches(
             generator, styles.layer_ws, todo, out_dir, render_resolution(generator, resolution),
-            batch, compression, report, frames_fp, width=shape["frame_width"])
+            batch, compression, report, frames_fp, width=shape["frame_width"],
+            camera_for=(lambda chunk: styles.camera[chunk]) if styles.camera is not None else None)
     return GenerateResult(
         out_dir=out_dir, styles_path=styles_path, frame_count=n_frames,
         frames_rendered=len(rendered), frames_reused=reused, fps=fps, start=float(settings.start),
@@ -378,12 +391,17 @@ def _compute_styles(settings, generator, fps, windows, duration, n_frames, info,
     else:
         group_ws, motion = _moved_styles(settings, generator, encoder, audio, audio_start, duration, fps,
                                          windows, raw_ws, embeddings, report)
+    camera = None
+    if getattr(generator, "has_camera", False):
+        camera = _camera_path(settings, motion, audio, encoder, audio_start, duration,
+                              timing.frame_times(n_frames, fps, offset_seconds=settings.start))
     report("style", 1, 1)
     settings_record = {k: (v if isinstance(v, (str, int, float, bool, type(None), list, tuple)) else str(v))
                        for k, v in asdict(settings).items()}
     settings_record["fps"] = timing.format_fps(fps)
     settings_record["smoothing"] = list(windows)
     settings_record["duration"] = duration
+    settings_record["camera"] = settings.camera.record()
     return Styles(
         group_ws=group_ws.astype(np.float32), layer_group=layer_group,
         layer_resolutions=np.asarray(generator.layer_resolutions, dtype=np.int64),
@@ -396,7 +414,25 @@ def _compute_styles(settings, generator, fps, windows, duration, n_frames, info,
         encoder_source=_source_text(settings.encoder), encoder_source_id=encoder.source_id,
         mapper_kind=mapper.kind, mapper_source=_source_text(settings.mapper or ""),
         audio_path=os.path.abspath(audio_path), audio_digest=audio_digest,
-        settings=settings_record, fingerprint="", motion=motion)
+        settings=settings_record, fingerprint="", motion=motion, camera=camera,
+        camera_settings=None if camera is None else settings.camera.record())
+
+
+def _camera_path(settings, motion, audio, encoder, audio_start, duration, frame_times):
+    """The camera path [N, 3] of a generator with a camera; a music camera follows the motion's
+    analysis, or analyses the music itself when motion is off (tempo and downbeats only)."""
+    chosen = settings.camera
+    if chosen.mode != "music" or chosen.still:
+        return camera_path(chosen, frame_times)
+    if motion is not None:
+        tempo, downbeats = motion.analysis.get("tempo"), motion.downbeats
+        per_bar = motion.analysis.get("beats_per_bar")
+    else:
+        from . import analysis as music
+
+        heard = music.analyze(audio, encoder.sample_rate, audio_start, float(settings.start), float(duration))
+        tempo, downbeats, per_bar = heard.tempo, heard.downbeats, heard.beats_per_bar
+    return camera_path(chosen, frame_times, tempo, downbeats, per_bar)
 
 
 def _moved_styles(settings, generator, encoder, audio, audio_start, duration, fps, windows, raw_ws,

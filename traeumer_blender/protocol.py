@@ -41,7 +41,8 @@ from .errors import TraeumerError
 # 3: generate.motion (musical motion) and update.section_starts (moved section cuts)
 # 4: generate.draft/draft_size/aspect/first_frames (draft frames first, frames of any aspect)
 #    and progress.frames (which frames a step wrote)
-PROTOCOL_VERSION = 4
+# 5: generate.camera (the StyleGAN3 camera); camera curve edits travel in update's edits file
+PROTOCOL_VERSION = 5
 # a worker with nothing to do exits after this long (Blender's Idle Timeout preference)
 DEFAULT_IDLE_TIMEOUT_SECONDS = 600.0
 
@@ -124,6 +125,8 @@ REQUEST_FIELDS = {
         # and the frames to render first: [first, end) index pairs, flattened, in order
         "draft": Field("bool", False), "draft_size": Field("int", None), "aspect": _text("1:1"),
         "first_frames": Field("floats", None),
+        # CameraSettings.record() (camera.py); null: the still camera
+        "camera": Field("object", None),
     },
     # section_starts: the track's section starts (s in the audio file, from its markers); null:
     # the cuts stay as they are

@@ -36,6 +36,25 @@ NOISE_SEED = 1_234_567
 LOW_PRECISION_RESOLUTIONS = 4   # like NVIDIA: the 4 highest resolutions run in fp16/bf16
 
 
+NO_CAMERA_MESSAGE = ("this is a StyleGAN2 generator: it has no camera (moving the picture needs a "
+                     "StyleGAN3 model); use the still camera")
+
+
+def checked_camera(camera, count) -> Optional[torch.Tensor]:
+    """A synthesis call's camera as a float64 [N, 3] tensor (None stays None); one clear line for
+    a wrong shape or a value that is not a finite number."""
+    if camera is None:
+        return None
+    cam = torch.as_tensor(np.asarray(camera, dtype=np.float64) if not isinstance(camera, torch.Tensor)
+                          else camera.detach().cpu().double())
+    if cam.ndim != 2 or cam.shape[1] != 3 or (count is not None and cam.shape[0] != count):
+        raise TraeumerError(f"camera must be [{count if count is not None else 'N'}, 3] (x, y, rotation), "
+                            f"got {list(cam.shape)}")
+    if not bool(torch.isfinite(cam).all()):
+        raise TraeumerError("a camera value is not a finite number")
+    return cam
+
+
 class _Net(nn.Module):
     def __init__(self, cfg: GeneratorConfig):
         super().__init__()
@@ -199,14 +218,22 @@ class Generator(nn.Module):
             return "split"
         return "auto-gpu"
 
+    # StyleGAN2 has no input transform: its picture cannot be moved (StyleGAN3Generator can)
+    has_camera = False
+
     @torch.no_grad()
-    def synthesis(self, ws, resolution: Optional[int] = None, width: Optional[int] = None) -> torch.Tensor:
+    def synthesis(self, ws, resolution: Optional[int] = None, width: Optional[int] = None,
+                  camera=None) -> torch.Tensor:
         """ws [N, n_latent, w_dim] -> images [N, 3, r, r] float32 CPU tensor clamped to [-1, 1].
 
         resolution < G.resolution (a power of two >= 4) returns the skip-branch image of that
         block: a preview that never computes the layers above it. width: frames ``width`` px
         wide (and r high) from a widened canvas (``network.Canvas``); None or r: square.
+        camera: None or all zeros (a StyleGAN2 generator has no camera; anything else is refused).
         """
+        cam = checked_camera(camera, None)
+        if cam is not None and bool(torch.any(cam != 0)):
+            raise TraeumerError(NO_CAMERA_MESSAGE)
         ws = _as_tensor(ws, self.device)
         if ws.ndim == 2:
             ws = ws[:, None, :].expand(-1, self.n_latent, -1)
