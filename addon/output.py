@@ -139,6 +139,7 @@ def _sequence_strip(scene, name, folder, channel, start, frame_count):
     for index in range(1, frame_count):
         strip.elements.append(FRAME_PATTERN.format(index + 1))
     strip.directory = _dir_path(folder)
+    compat.clear_element_sizes(strip)    # a frame not written yet must not crash Blender
     return strip
 
 

@@ -161,3 +161,36 @@ def test_drafts_first_then_full_frames_in_the_scene_shape(tmp_path, cache_env):
     assert sorted(i for s in updates if s[0] == "draft" for i in s[1]) == \
         sorted(i for s in updates if s[0] == "render" for i in s[1])
     assert result["after_update"] == ["", 0]
+
+
+MISSING = """
+import os
+from blender_support import enable_from_source, extension_module
+module = enable_from_source({repo!r})
+compat = extension_module(module, "addon.compat")
+output = extension_module(module, "addon.output")
+scene = bpy.context.scene
+render = scene.render
+render.resolution_x, render.resolution_y, render.resolution_percentage = 64, 36, 100
+render.image_settings.file_format = "PNG"
+sound = compat.new_sound_strip(scene, "Ocean", {ogg!r}, channel=1, frame_start=1)
+sound.frame_final_duration = 32
+track = scene.traeumer.tracks.add()
+track.name = "Ocean"
+sizes = []
+for attempt in range(24):
+    # a track's strips are made before any frame exists; the playhead may sit on a frame
+    # that is not written yet (Blender used to allocate by uninitialised element sizes)
+    output.make_image_strip(scene, track, sound, os.path.join({tmp!r}, "none"), 32, drafts=True)
+    strip = output.find_strip(scene, track.image_strip)
+    sizes.append(sorted({{(e.orig_width, e.orig_height) for e in strip.elements}}))
+    scene.frame_set(1 + attempt)
+    render.filepath = os.path.join({tmp!r}, "missing.png")
+    bpy.ops.render.render(write_still=True)
+emit(rendered=24, sizes=sizes[-1])
+"""
+
+
+def test_frames_not_written_yet_render_without_crashing(tmp_path):
+    result = run_in_blender(MISSING.format(repo=str(REPO_ROOT), tmp=str(tmp_path), ogg=str(OGG)), tmp_path / "run")
+    assert result["rendered"] == 24 and result["sizes"] == [[0, 0]]
