@@ -60,6 +60,11 @@ def parse_arguments(argv):
     parser.add_argument("--duration", type=float, help="use only this many seconds of the audio")
     parser.add_argument("--resolution", "--size", dest="resolution", type=int,
                         help="frame size in pixels (default: the model's own)")
+    parser.add_argument("--aspect", help="frame shape: scene (default: the scene's render size), 16:9, 9:16, "
+                        "1:1 or W:H; the height is the resolution")
+    parser.add_argument("--draft", action="store_true",
+                        help="draft frames of the whole song first (as the panel does; off for scripts, "
+                             "where nobody scrubs while it runs)")
     parser.add_argument("--seed", type=int, help="seed of the zero-label mapping")
     parser.add_argument("--truncation", type=float, help="truncation ψ (1 = none)")
     parser.add_argument("--smoothing", help="smoothing windows in seconds: coarse,middle,fine (e.g. 3,2,0.3)")
@@ -209,6 +214,9 @@ def apply_settings(scene, args):
         settings.mapper_path = os.path.abspath(args.mapper)
     if args.resolution is not None:
         settings.resolution = args.resolution
+    settings.use_draft = bool(args.draft)
+    if args.aspect is not None:
+        set_aspect(settings, args.aspect)
     if args.seed is not None:
         settings.seed = args.seed
     if args.truncation is not None:
@@ -307,6 +315,21 @@ def render_video(ext, scene, job, path):
     started = time.monotonic()
     bpy.ops.render.render(animation=True)
     print(f"traeumer_run: rendered {os.path.abspath(path)} in {time.monotonic() - started:.1f} s", flush=True)
+
+
+def set_aspect(settings, text: str) -> None:
+    """--aspect into the panel's setting: a named one, or a custom W:H."""
+    named = {"scene": "SCENE", "16:9": "16:9", "9:16": "9:16", "1:1": "1:1"}
+    if text.lower() in named:
+        settings.aspect = named[text.lower()]
+        return
+    try:
+        width, height = (int(part) for part in text.split(":"))
+    except ValueError:
+        raise RunError(f"--aspect must be scene, 16:9, 9:16, 1:1 or W:H with whole numbers, not {text!r}") from None
+    if width < 1 or height < 1:
+        raise RunError(f"--aspect parts must be positive, not {text!r}")
+    settings.aspect, settings.aspect_width, settings.aspect_height = "CUSTOM", width, height
 
 
 def main(argv=None):

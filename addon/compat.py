@@ -80,9 +80,40 @@ def new_sound_strip(scene, name: str, filepath: str, channel: int, frame_start: 
     return top_level_strips(editor).new_sound(name, filepath, channel, frame_start)
 
 
+def clear_element_sizes(strip) -> int:
+    """Zero the remembered image sizes of a strip's elements; returns how many were cleared.
+
+    ``elements.append`` leaves ``orig_width``/``orig_height`` uninitialised (the element array
+    is reallocated, not zeroed), and rendering a frame whose file does not exist yet allocates
+    a placeholder of that garbage size: Blender crashes ("Calloc returns null ... in
+    imb_alloc_buffer"), e.g. when the playhead is on a frame still being made. The fields are
+    read-only in Python, so they are zeroed in place (``StripElem``: char filename[256]; int
+    orig_width, orig_height), only after checking that this layout matches what Python reads;
+    Blender sets them again when it loads each image.
+    """
+    import ctypes
+
+    cleared = 0
+    for element in strip.elements:
+        address = element.as_pointer()
+        width = ctypes.c_int.from_address(address + _ELEMENT_NAME_BYTES)
+        height = ctypes.c_int.from_address(address + _ELEMENT_NAME_BYTES + 4)
+        if (width.value, height.value) != (element.orig_width, element.orig_height):
+            return cleared       # another layout: leave it alone
+        if width.value or height.value:
+            width.value = height.value = 0
+            cleared += 1
+    return cleared
+
+
+_ELEMENT_NAME_BYTES = 256   # StripElem.filename
+
+
 def new_image_strip(scene, name: str, first_file: str, channel: int, frame_start: int):
+    """An image strip shown at its images' own size; ``output.fit_strips`` scales it to the
+    render frame (Blender's "Scale to Fit" works only from files that exist when a strip is made)."""
     editor = scene.sequence_editor or scene.sequence_editor_create()
-    return top_level_strips(editor).new_image(name, first_file, channel, frame_start)
+    return top_level_strips(editor).new_image(name, first_file, channel, frame_start, fit_method="ORIGINAL")
 
 
 # --- Time ---------------------------------------------------------------------------------------

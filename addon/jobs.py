@@ -23,8 +23,8 @@ from ..traeumer_blender.styles_file import load_styles
 from ..traeumer_blender.timing import format_duration
 from . import compat, markers, output, style_curves, worker_client
 from .preferences import worker_settings
-from .properties import motion_settings
-from .timeline import missing_sound_strip_message, sound_strip_span, target_sound_strip
+from .properties import camera_settings, frame_aspect, motion_settings
+from .timeline import first_frames, missing_sound_strip_message, sound_strip_span, target_sound_strip
 
 
 class JobError(Exception):
@@ -69,6 +69,7 @@ class Job:
         self.eta = None
         self.message = ""
         self.warnings = []
+        self.notes = []      # worth knowing, nothing wrong (reported as info)
         self.result = {}
         self.client = None
         self.request_id = None
@@ -222,6 +223,14 @@ class GenerateJob(Job):
             motion = motion_settings(settings).record()
         except TraeumerError as error:
             raise JobError(f"Motion: {user_message(str(error))}") from None
+        try:
+            chosen_camera = camera_settings(settings)
+        except TraeumerError as error:
+            raise JobError(user_message(str(error))) from None
+        note = camera_note(scene, settings.tracks.get(strip.name))
+        if note and not chosen_camera.still:
+            raise JobError(f"{note}: set Camera to Still (X, Y and Rotation 0)")
+        camera = chosen_camera.record()
 
         track = settings.tracks.get(strip.name)
         if track is None:
@@ -234,6 +243,8 @@ class GenerateJob(Job):
         track.frame_start = span.frame_start
         track.frame_count = span.frame_count
         track.resolution = settings.resolution
+        drafts = bool(settings.use_draft)
+        track.model_path = settings.model_path
         track.state = "RUNNING"
         track.message = ""
 
@@ -241,11 +252,11 @@ class GenerateJob(Job):
         if warning:
             job.warnings.append(warning)
         try:
-            output.make_image_strip(scene, track, strip, folder, span.frame_count)
+            output.make_image_strip(scene, track, strip, folder, span.frame_count, drafts=drafts)
         except output.OutputError as error:
             track.state, track.message = "FAILED", str(error)
             raise JobError(str(error)) from None
-        image = output.make_image(track, folder, span.frame_count, settings.resolution or 256)
+        image = output.make_image(track, folder, span.frame_count, settings.resolution or 256, drafts=drafts)
         output.make_material(track, image, span.frame_start, span.frame_count)
 
         start_seconds = (Fraction(span.frame_start) - Fraction(strip.frame_start)) / span.fps
@@ -261,7 +272,9 @@ class GenerateJob(Job):
             "smoothing": [float(settings.smoothing_coarse), float(settings.smoothing_middle),
                           float(settings.smoothing_fine)],
             "truncation": float(settings.truncation), "seed": int(settings.seed),
-            "device": settings.device, "motion": motion,
+            "device": settings.device, "motion": motion, "camera": camera,
+            "aspect": frame_aspect(scene, settings), "draft": drafts, "draft_size": int(settings.draft_size),
+            "first_frames": first_frames(scene, span),
         }
         job.beat_markers = bool(settings.beat_markers)
         job.decoded_audio = False
@@ -274,7 +287,7 @@ class GenerateJob(Job):
         return job
 
     def on_progress(self, event):
-        if event.get("stage") == "render" and event.get("done"):
+        if event.get("stage") in ("draft", "render") and event.get("done"):
             track = self.track
             if track is not None:
                 output.refresh_track(self.scene, track)
@@ -286,6 +299,8 @@ class GenerateJob(Job):
             return
         try:
             styles = load_styles(path)
+            set_track_shape(track, styles.resolution, styles.settings)
+            output.fit_strips(scene, track)
             self.curves_info = style_curves.write_track_curves(scene, track, path, styles)
             self.curves_info["markers"] = markers.write_track_markers(scene, track, styles, self.beat_markers)
         except (TraeumerError, OSError, ValueError, KeyError) as error:
@@ -297,7 +312,12 @@ class GenerateJob(Job):
             self._fail("The scene or the track was removed while generating")
             return
         count = int(result.get("frame_count", track.frame_count))
-        track.resolution = int(result.get("resolution", track.resolution))
+        resolution = int(result.get("resolution", track.resolution))
+        set_track_shape(track, resolution, {"frame_width": result.get("width"), "draft_size": result.get("draft_size"),
+                                            "draft_width": result.get("draft_width")})
+        self.notes.extend(user_message(note) for note in result.get("notes", ()))
+        output.remove_draft_strip(scene, track)     # every full frame exists now
+        output.use_full_frames(track, self.folder)
         if count != track.frame_count:
             # the engine rounds the excerpt to whole frames; follow it
             track.frame_count = count
@@ -310,6 +330,7 @@ class GenerateJob(Job):
                 output.set_image_user(node.image_user, track.frame_start, count)
         if self.curves_info is None and result.get("styles_path"):
             self.on_styles(result["styles_path"])
+        output.fit_strips(scene, track)
         if self.curves_info is not None:
             result["curves"] = self.curves_info
         rendered, reused = result.get("frames_rendered", 0), result.get("frames_reused", 0)
@@ -381,19 +402,23 @@ class UpdateJob(Job):
         except OSError as error:
             raise JobError(f"Cannot write {edits}: {error.strerror}") from None
         track.state = "RUNNING"
+        # edited frames show their fresh draft (from a strip under the track's) until their new
+        # full frame is written
+        output.make_draft_strip(scene, track, folder)
         job._send(protocol.UPDATE, styles_path=styles, edits_path=edits, device=settings.device,
                   section_starts=starts)
         _claim_active(job)
         return job
 
     def on_progress(self, event):
-        if event.get("stage") == "render" and event.get("done"):
+        if event.get("stage") in ("draft", "render") and event.get("done") and self.track is not None:
             output.refresh_track(self.scene, self.track)
 
     def on_done(self, result):
         ranges = result.get("changed", [])
         if self.scene is not None and self.track is not None:
             markers.remember_frames(self.scene, self.track)
+            output.remove_draft_strip(self.scene, self.track)
         frame_start = self.track.frame_start if self.track is not None else 0
         shown = ", ".join(f"{frame_start + a}–{frame_start + b}" if a != b else f"{frame_start + a}"
                           for a, b in ranges[:6])
@@ -443,6 +468,30 @@ class LabelJob(Job):
             self._fail(str(error))
             return
         self._finish("DONE", message)
+
+
+def set_track_shape(track, resolution, settings) -> None:
+    """The track's frame and draft sizes, from its styles' settings or a job's result."""
+    track.resolution = int(resolution)
+    width = int(settings.get("frame_width") or 0)
+    track.frame_width = width if width != track.resolution else 0
+    track.draft_size = int(settings.get("draft_size") or 0)
+    track.draft_width = int(settings.get("draft_width") or 0)
+
+
+def camera_note(scene, track=None) -> str:
+    """Why Generate's model has no camera, in one line, or "" when it may have one (StyleGAN3):
+    the built-in generator is StyleGAN2; so is a model file whose track (``track``, by default the
+    active one) was generated with it and got no camera."""
+    settings = scene.traeumer
+    if not settings.model_path:
+        return "No camera: the built-in generator is StyleGAN2 (only StyleGAN3 models move the picture)"
+    track = active_track(scene) if track is None else track
+    if track is not None and track.state == "DONE" and track.action_name and not track.has_camera \
+            and track.model_path == settings.model_path:
+        return (f"No camera curves on '{track.name}': its model is StyleGAN2 "
+                f"(only StyleGAN3 models move the picture)")
+    return ""
 
 
 def active_track(scene):

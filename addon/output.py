@@ -7,7 +7,7 @@ import tempfile
 
 import bpy
 
-from ..traeumer_blender.output_folder import FRAME_PATTERN, frame_path
+from ..traeumer_blender.output_folder import FRAME_PATTERN, draft_dir, frame_path
 from . import compat
 
 MAX_CHANNEL = 128
@@ -80,26 +80,85 @@ def remove_strip(scene, name: str) -> None:
         compat.top_level_strips(scene.sequence_editor).remove(strip)
 
 
-def make_image_strip(scene, track, sound_strip, folder: str, frame_count: int):
-    """An image strip of frames 1..frame_count on a free channel above the sound strip,
-    starting at the sound strip's first visible frame. Frames not written yet show as missing
-    and appear as they are written."""
+def make_image_strip(scene, track, sound_strip, folder: str, frame_count: int, drafts: bool = False):
+    """The track's image strip: frames 1..frame_count on a free channel above the sound strip,
+    starting at the sound strip's first visible frame; frames not written yet show as missing
+    and appear as they are written. With ``drafts``, a strip of the draft frames (``draft/``)
+    lies on the channel below it: where a full frame is missing its draft shows through, so
+    every frame shows the best picture there is. ``fit_strips`` scales both to fill the frame."""
     old_channel = None
     old = find_strip(scene, track.image_strip)
     if old is not None:
         old_channel = old.channel
-        remove_strip(scene, track.image_strip)
+    remove_strip(scene, track.image_strip)
+    remove_draft_strip(scene, track)
     start = compat.strip_visible_range(sound_strip)[0]
     end = start + frame_count
+    lowest = sound_strip.channel + (1 if drafts else 0)
     channel = old_channel
-    if channel is None or channel <= sound_strip.channel or _channel_busy(scene, channel, start, end):
+    if (channel is None or channel <= lowest or _channel_busy(scene, channel, start, end)
+            or (drafts and _channel_busy(scene, channel - 1, start, end))):
         channel = free_channel_above(scene, sound_strip.channel, start, end)
-    strip = compat.new_image_strip(scene, f"TräumerAI {track.name}", frame_path(folder, 0), channel, start)
+        while drafts and _channel_busy(scene, channel + 1, start, end):
+            channel = free_channel_above(scene, channel, start, end)
+        channel += 1 if drafts else 0
+    if drafts:
+        draft = _sequence_strip(scene, f"TräumerAI {track.name} (draft)", draft_dir(folder), channel - 1, start,
+                                frame_count)
+        track.draft_strip = draft.name
+    strip = _sequence_strip(scene, f"TräumerAI {track.name}", folder, channel, start, frame_count)
+    track.image_strip = strip.name
+    return strip
+
+
+def make_draft_strip(scene, track, folder: str) -> None:
+    """The draft strip under the track's image strip again (Update Frames: edited frames show
+    their fresh draft until their new full frame exists)."""
+    strip = find_strip(scene, track.image_strip)
+    if strip is None or track.draft_size <= 0:
+        return
+    remove_draft_strip(scene, track)
+    first, end = compat.strip_visible_range(strip)
+    channel = strip.channel - 1
+    if channel < 1 or _channel_busy(scene, channel, first, end):
+        return          # no room below: the old full frames stay shown until they are replaced
+    draft = _sequence_strip(scene, f"TräumerAI {track.name} (draft)", draft_dir(folder), channel,
+                            int(first), track.frame_count)
+    track.draft_strip = draft.name
+    fit_strips(scene, track)
+
+
+def remove_draft_strip(scene, track) -> None:
+    if track.draft_strip:
+        remove_strip(scene, track.draft_strip)
+        track.draft_strip = ""
+
+
+def _sequence_strip(scene, name, folder, channel, start, frame_count):
+    strip = compat.new_image_strip(scene, name, frame_path(folder, 0), channel, start)
     for index in range(1, frame_count):
         strip.elements.append(FRAME_PATTERN.format(index + 1))
     strip.directory = _dir_path(folder)
-    track.image_strip = strip.name
+    compat.clear_element_sizes(strip)    # a frame not written yet must not crash Blender
     return strip
+
+
+def fit_strips(scene, track) -> None:
+    """Scale the track's strips so that their frames fill the render frame (as "Scale to Fit":
+    Blender fits a strip only to files that exist when it is made)."""
+    height = int(track.resolution)
+    if height <= 0:
+        return
+    width = int(track.frame_width) or height
+    sizes = [(track.image_strip, width, height)]
+    if track.draft_size > 0:
+        sizes.append((track.draft_strip, int(track.draft_width) or int(track.draft_size), int(track.draft_size)))
+    render = scene.render
+    for name, w, h in sizes:
+        strip = find_strip(scene, name)
+        if strip is not None:
+            scale = min(render.resolution_x / w, render.resolution_y / h)
+            strip.transform.scale_x = strip.transform.scale_y = scale
 
 
 def _channel_busy(scene, channel, start, end) -> bool:
@@ -117,18 +176,27 @@ def _dir_path(folder: str) -> str:
 
 # --- image sequence and material -------------------------------------------------------------------
 
-def make_image(track, folder: str, frame_count: int, resolution: int):
-    """An Image datablock reading the frames as an image sequence."""
+def make_image(track, folder: str, frame_count: int, resolution: int, drafts: bool = False):
+    """An Image datablock reading the frames as an image sequence: the drafts while a job with
+    drafts is making the full frames (``use_full_frames`` when they are all there)."""
     name = track.image_name or f"TräumerAI {track.name}"
     image = bpy.data.images.get(name)
     if image is None:
         size = max(int(resolution or 0), 4)
         image = bpy.data.images.new(name, size, size)
     image.source = "SEQUENCE"
-    image.filepath = stored_path(frame_path(folder, 0))
+    image.filepath = stored_path(frame_path(draft_dir(folder) if drafts else folder, 0))
     image.use_fake_user = True
     track.image_name = image.name
     return image
+
+
+def use_full_frames(track, folder: str) -> None:
+    """The track's strip and image show the full frames (all written)."""
+    image = bpy.data.images.get(track.image_name)
+    wanted = stored_path(frame_path(folder, 0))
+    if image is not None and image.filepath != wanted:
+        image.filepath = wanted
 
 
 def make_material(track, image, frame_start: int, frame_count: int):
@@ -172,9 +240,10 @@ def material_texture_node(material):
 
 def refresh_track(scene, track) -> None:
     """Show newly written or re-rendered frames."""
-    strip = find_strip(scene, track.image_strip)
-    if strip is not None:
-        compat.invalidate_strip(strip)
+    for name in (track.image_strip, track.draft_strip):
+        strip = find_strip(scene, name)
+        if strip is not None:
+            compat.invalidate_strip(strip)
     image = bpy.data.images.get(track.image_name)
     if image is not None and not bpy.app.background:
         image.reload()

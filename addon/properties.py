@@ -1,6 +1,8 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Settings stored on the scene as ``scene.traeumer`` (saved with the .blend)."""
 
+from fractions import Fraction
+
 import bpy
 from bpy.props import (
     BoolProperty,
@@ -12,7 +14,7 @@ from bpy.props import (
     StringProperty,
 )
 
-from ..traeumer_blender import motion
+from ..traeumer_blender import camera, motion
 from ..traeumer_blender.layer_groups import DEFAULT_SMOOTHING_SECONDS, GROUP_NAMES
 from ..traeumer_blender.style_edit import COMPONENTS, amount_curve_name, pulse_curve_name
 from . import compat
@@ -36,6 +38,8 @@ class TRAEUMER_PG_track(bpy.types.PropertyGroup):
 
     sound_strip: StringProperty(name="Sound Strip", description="Sound strip the track was generated from")
     image_strip: StringProperty(name="Image Strip", description="Image strip that shows the frames")
+    draft_strip: StringProperty(name="Draft Strip",
+                                description="Image strip of the draft frames under the image strip while frames are made")
     image_name: StringProperty(name="Image", description="Image datablock (image sequence) of the frames")
     material_name: StringProperty(name="Material", description="Material that shows the frames")
     action_name: StringProperty(name="Action", description="Action holding the style curves")
@@ -45,7 +49,10 @@ class TRAEUMER_PG_track(bpy.types.PropertyGroup):
                                 options=compat.path_options())
     frame_start: IntProperty(name="Start", description="Scene frame of the first generated frame")
     frame_count: IntProperty(name="Frames", description="Number of generated frames", min=0)
-    resolution: IntProperty(name="Resolution", description="Frame size in pixels", min=0)
+    resolution: IntProperty(name="Resolution", description="Frame height in pixels", min=0)
+    frame_width: IntProperty(name="Width", description="Frame width in pixels (0: square)", min=0)
+    draft_size: IntProperty(name="Draft Size", description="Draft frame height in pixels (0: no drafts)", min=0)
+    draft_width: IntProperty(name="Draft Width", description="Draft frame width in pixels", min=0)
     state: EnumProperty(
         name="State",
         items=[("NEW", "New", ""), ("RUNNING", "Running", ""), ("DONE", "Done", ""),
@@ -55,6 +62,9 @@ class TRAEUMER_PG_track(bpy.types.PropertyGroup):
     message: StringProperty(name="Message", description="Last report of the track's job")
     markers: CollectionProperty(type=TRAEUMER_PG_marker, name="Markers",
                                 description="Timeline markers of the track's sections and beats")
+    model_path: StringProperty(name="Model", description="Model file the track was generated with (empty: built in)")
+    has_camera: BoolProperty(name="Has Camera",
+                             description="The track's model has a camera (StyleGAN3): it has camera curves")
 
 
 def _add_curve_properties(cls):
@@ -85,6 +95,16 @@ def _add_curve_properties(cls):
             name=f"{group.title()} Pulse",
             description=f"How far the pulse moves the {group} layers toward the pulse target",
             default=0.0, soft_min=0.0, soft_max=1.0, options={"ANIMATABLE"})
+
+
+    # the camera of StyleGAN3 models (camera.py): x, y in frame heights, rotation in degrees
+    descriptions = ("Where the camera looks, to the right, in frame heights (the picture slides left)",
+                    "Where the camera looks, upward, in frame heights (the picture slides down)",
+                    "Camera roll in degrees, counter-clockwise (the picture turns clockwise)")
+    for name, label, text in zip(camera.CAMERA_CURVES, camera.CAMERA_LABELS, descriptions):
+        soft = 360.0 if name == "camera_rotation" else 1.0     # degrees (a plain number, not radians)
+        cls.__annotations__[name] = FloatProperty(name=label, description=text, default=0.0, soft_min=-soft,
+                                                  soft_max=soft, options={"ANIMATABLE"})
 
 
 _add_curve_properties(TRAEUMER_PG_track)
@@ -127,6 +147,53 @@ def _motion_properties(cls):
         default=motion.MotionSettings().hold)
     notes["beat_markers"] = BoolProperty(
         name="Beat Markers", description="Also mark every beat on the timeline (bar.beat)", default=False)
+
+
+def frame_aspect(scene, settings) -> str:
+    """The aspect sent to the engine, "W:H" (``aspect.py``); SCENE: the render resolution's
+    shape with its pixel aspect."""
+    if settings.aspect == "CUSTOM":
+        return f"{settings.aspect_width}:{settings.aspect_height}"
+    if settings.aspect != "SCENE":
+        return settings.aspect
+    render = scene.render
+    width = Fraction(render.resolution_x) * Fraction(render.pixel_aspect_x).limit_denominator(1000)
+    height = Fraction(render.resolution_y) * Fraction(render.pixel_aspect_y).limit_denominator(1000)
+    ratio = width / height
+    return f"{ratio.numerator}:{ratio.denominator}"
+
+
+def _camera_properties(cls):
+    """Generate's camera settings (StyleGAN3 models); defaults are the engine's (``camera.py``)."""
+    notes = cls.__annotations__
+    notes["camera_mode"] = EnumProperty(
+        name="Camera", description="How the camera of a StyleGAN3 model moves",
+        items=[("still", "Still", "The camera stays where X, Y and Rotation put it"),
+               ("music", "Music", "A slow drift with the tempo and a nudge on each downbeat")],
+        default=camera.CameraSettings().mode)
+    notes["camera_drift"] = FloatProperty(
+        name="Drift", description="Radius of the slow drift with the tempo (frame heights)",
+        default=camera.DEFAULT_DRIFT, min=0.0, max=camera.MAX_OFFSET, soft_max=0.5, precision=3)
+    notes["camera_nudge"] = FloatProperty(
+        name="Nudge", description="How far each downbeat pushes the camera (frame heights)",
+        default=camera.DEFAULT_NUDGE, min=0.0, max=camera.MAX_OFFSET, soft_max=0.2, precision=3)
+    notes["camera_x"] = FloatProperty(
+        name="X", description="Where the camera looks, to the right (frame heights; the picture slides left)",
+        default=0.0, min=-camera.MAX_OFFSET, max=camera.MAX_OFFSET, soft_min=-1.0, soft_max=1.0, precision=3)
+    notes["camera_y"] = FloatProperty(
+        name="Y", description="Where the camera looks, upward (frame heights; the picture slides down)",
+        default=0.0, min=-camera.MAX_OFFSET, max=camera.MAX_OFFSET, soft_min=-1.0, soft_max=1.0, precision=3)
+    notes["camera_rotation"] = FloatProperty(
+        name="Rotation", description="Camera roll in degrees, counter-clockwise (the picture turns clockwise)",
+        default=0.0, min=-3600.0, max=3600.0, soft_min=-180.0, soft_max=180.0, precision=2)
+
+
+def camera_settings(settings) -> "camera.CameraSettings":
+    """The engine's CameraSettings for the scene's settings; raises TraeumerError naming a bad value."""
+    return camera.CameraSettings(
+        mode=settings.camera_mode, drift=_number(settings.camera_drift), nudge=_number(settings.camera_nudge),
+        x=_number(settings.camera_x), y=_number(settings.camera_y),
+        rotation=_number(settings.camera_rotation)).checked()
 
 
 def _number(value) -> float:
@@ -189,6 +256,32 @@ class TRAEUMER_PG_settings(bpy.types.PropertyGroup):
         description="Frame size in pixels; 0 uses the model's own resolution",
         default=0, min=0, max=4096,
     )
+    aspect: EnumProperty(
+        name="Aspect",
+        description="Shape of the frames; the height is the resolution, the width follows",
+        items=[
+            ("SCENE", "Scene", "The shape of the scene's render resolution"),
+            ("16:9", "16:9", "Wide (landscape video)"),
+            ("9:16", "9:16", "Tall (phones)"),
+            ("1:1", "1:1", "Square, as StyleGAN draws"),
+            ("CUSTOM", "Custom", "Width and height below"),
+        ],
+        default="SCENE",
+    )
+    aspect_width: IntProperty(name="Width", description="Custom aspect: width part", default=4, min=1, max=10000)
+    aspect_height: IntProperty(name="Height", description="Custom aspect: height part", default=3, min=1, max=10000)
+    use_draft: BoolProperty(
+        name="Drafts First",
+        description="Render a small draft of every frame first, so the whole song can be scrubbed at once; "
+                    "the full frames replace them as they are made",
+        default=True,
+    )
+    draft_size: EnumProperty(
+        name="Draft Size",
+        description="Height of the draft frames",
+        items=[("64", "64 px", "Fastest"), ("128", "128 px", "Sharper drafts")],
+        default="64",
+    )
     smoothing_coarse: FloatProperty(
         name="Coarse", description="Smoothing window of the coarse layers (seconds)",
         default=DEFAULT_SMOOTHING_SECONDS[0], min=0.0, max=60.0, unit="TIME_ABSOLUTE",
@@ -222,6 +315,7 @@ class TRAEUMER_PG_settings(bpy.types.PropertyGroup):
 
 
 _motion_properties(TRAEUMER_PG_settings)
+_camera_properties(TRAEUMER_PG_settings)
 
 classes = (TRAEUMER_PG_marker, TRAEUMER_PG_track, TRAEUMER_PG_settings)
 

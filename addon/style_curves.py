@@ -7,7 +7,9 @@ Each principal-component curve is reduced to the keys that keep linear interpola
 ``style_edit.KEY_TOLERANCE`` standard deviations of the exact per-frame value. Tracks made with
 musical motion also get each used band's pulse (``pulse_low`` ..., within
 ``style_edit.PULSE_KEY_TOLERANCE`` of the exact pulse) and each group's pulse amount
-(``coarse_pulse`` ..., keyed constant at the first and last frame).
+(``coarse_pulse`` ..., keyed constant at the first and last frame). Tracks of a model with a
+camera (StyleGAN3) get ``camera_x``, ``camera_y``, ``camera_rotation`` keyed from the camera path
+(within ``camera.CAMERA_KEY_TOLERANCE``); StyleGAN2 tracks have none.
 """
 
 import os
@@ -16,6 +18,7 @@ import bpy
 import numpy as np
 
 from ..traeumer_blender import style_edit
+from ..traeumer_blender.camera import CAMERA_CURVES
 from ..traeumer_blender.layer_groups import used_groups
 from ..traeumer_blender.styles_file import load_styles
 from . import compat
@@ -36,8 +39,10 @@ def write_track_curves(scene, track, styles_path: str, styles=None) -> dict:
     group_ws = np.asarray(styles.group_ws, dtype=np.float64)
     groups = used_groups(styles.layer_group)
     record = styles.motion
-    names = style_edit.curve_names(groups, pulse_bands=style_edit.pulse_curve_bands(record, groups))
-    values, mean, basis = style_edit.curve_values(group_ws, styles.truncation, groups, motion=record)
+    names = style_edit.curve_names(groups, pulse_bands=style_edit.pulse_curve_bands(record, groups),
+                                   camera=styles.camera is not None)
+    values, mean, basis = style_edit.curve_values(group_ws, styles.truncation, groups, motion=record,
+                                                  camera=styles.camera)
     count = group_ws.shape[0]
     frames = track.frame_start + np.arange(count)
     base_path = track_data_path(track.name)
@@ -53,6 +58,7 @@ def write_track_curves(scene, track, styles_path: str, styles=None) -> dict:
         keys += len(keep)
         fcurves.append(fcurve)
     track.action_name = scene.animation_data.action.name
+    track.has_camera = styles.camera is not None
     baseline = evaluate(fcurves, frames)
     # the cuts can move (section markers) when the styles were made with motion and cuts
     cuts = record.cut_frames if record is not None and record.settings.get("cuts", False) else None
@@ -60,7 +66,8 @@ def write_track_curves(scene, track, styles_path: str, styles=None) -> dict:
                            track.frame_start, baseline, baseline, mean, basis, styles.truncation,
                            frame_times=styles.frame_times, cuts=cuts)
     return {"curves": len(names), "keys": keys, "frames": count,
-            "pulse_curves": sum(1 for name in names if name.startswith("pulse_"))}
+            "pulse_curves": sum(1 for name in names if name.startswith("pulse_")),
+            "camera_curves": sum(1 for name in names if name in CAMERA_CURVES)}
 
 
 def evaluate(fcurves, frames) -> np.ndarray:

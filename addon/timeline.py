@@ -119,3 +119,28 @@ def strip_for_clip(scene, audio, start, duration):
             if first - 1e-3 <= start and start + duration <= last + 1e-3:
                 return strip
     return None
+
+
+# seconds of frames around the playhead rendered first (a little before it, more after it: playback
+# runs forward)
+PLAYHEAD_BEFORE_SECONDS = 1.0
+PLAYHEAD_AFTER_SECONDS = 10.0
+
+
+def first_frames(scene, span: SoundStripSpan) -> list:
+    """Frames of a track to render first, as the protocol's flattened [first, end) pairs of
+    0-based frame indices: the region around the playhead, then the preview range (when it is
+    on and overlaps the track). Empty when neither touches the track."""
+    pairs = []
+    current = scene.frame_current - span.frame_start
+    before = int(round(PLAYHEAD_BEFORE_SECONDS * span.fps))
+    after = int(round(PLAYHEAD_AFTER_SECONDS * span.fps))
+    if -after < current < span.frame_count:
+        pairs.append((max(0, current - before), min(span.frame_count, current + after)))
+    if scene.use_preview_range:
+        first = scene.frame_preview_start - span.frame_start
+        end = scene.frame_preview_end + 1 - span.frame_start
+        first, end = max(0, first), min(span.frame_count, end)
+        if first < end:
+            pairs.append((first, end))
+    return [value for pair in pairs for value in pair]

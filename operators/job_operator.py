@@ -90,6 +90,10 @@ class JobOperator:
             self.report({"WARNING"}, warning)
         if getattr(job, "warnings", None):
             job.warnings = []
+        for note in getattr(job, "notes", ()):
+            self.report({"INFO"}, note)
+        if getattr(job, "notes", None):
+            job.notes = []
 
     def _conclude(self, job):
         self._report_warnings(job)

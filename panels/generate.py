@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""The "Generate from audio" panel in the Sequencer sidebar, with its "Motion" sub-panel."""
+"""The "Generate from audio" panel in the Sequencer sidebar, with its "Motion" and "Camera" sub-panels."""
 
 import os
 
@@ -55,6 +55,16 @@ class TRAEUMER_PT_generate(bpy.types.Panel):
             name = strip.name if strip is not None else "<strip name>"
             column.label(text=f"//traeumer/{name}/", icon="FILE_FOLDER")
         column.prop(settings, "resolution")
+        column.prop(settings, "aspect")
+        if settings.aspect == "CUSTOM":
+            custom = column.row(align=True)
+            custom.prop(settings, "aspect_width", text="W")
+            custom.prop(settings, "aspect_height", text="H")
+        drafts = column.row(heading="Drafts")
+        drafts.prop(settings, "use_draft", text="")
+        size = drafts.row()
+        size.active = settings.use_draft
+        size.prop(settings, "draft_size", text="")
         smoothing = column.column(align=True, heading="Smoothing")
         smoothing.prop(settings, "smoothing_coarse")
         smoothing.prop(settings, "smoothing_middle")
@@ -82,7 +92,8 @@ class TRAEUMER_PT_generate(bpy.types.Panel):
             track = jobs.active_track(scene)
             if track is not None:
                 info = layout.column(align=True)
-                info.label(text=f"{track.frame_count} frames from {track.frame_start}", icon="IMAGE_DATA")
+                size = f"{track.frame_width or track.resolution}x{track.resolution}" if track.resolution else ""
+                info.label(text=f"{track.frame_count} frames from {track.frame_start}  {size}", icon="IMAGE_DATA")
                 if track.action_name:
                     info.label(text=f"Curves: action '{track.action_name}'", icon="ACTION")
                 sections = markers.section_count(track)
@@ -135,6 +146,38 @@ class TRAEUMER_PT_motion(bpy.types.Panel):
         layout.prop(settings, "beat_markers")
 
 
+class TRAEUMER_PT_camera(bpy.types.Panel):
+    """The camera of StyleGAN3 models: still or moved by the music, and a constant offset."""
+
+    bl_idname = "TRAEUMER_PT_camera"
+    bl_label = "Camera"
+    bl_parent_id = "TRAEUMER_PT_generate"
+    bl_space_type = "SEQUENCE_EDITOR"
+    bl_region_type = "UI"
+    bl_category = "TräumerAI"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw(self, context):
+        settings = context.scene.traeumer
+        layout = self.layout
+        note = jobs.camera_note(context.scene)
+        if note:
+            layout.label(text=note, icon="INFO")
+        column = layout.column()
+        column.use_property_split = True
+        column.use_property_decorate = False
+        column.active = not note
+        column.prop(settings, "camera_mode")
+        music = column.column(align=True)
+        music.active = settings.camera_mode == "music"
+        music.prop(settings, "camera_drift")
+        music.prop(settings, "camera_nudge")
+        offset = column.column(align=True, heading="Offset")
+        offset.prop(settings, "camera_x")
+        offset.prop(settings, "camera_y")
+        offset.prop(settings, "camera_rotation")
+
+
 class TRAEUMER_UL_tracks(bpy.types.UIList):
     def draw_item(self, context, layout, data, item, icon, active_data, active_property, index=0, flt_flag=0):
         icons = {"DONE": "CHECKMARK", "RUNNING": "TIME", "FAILED": "ERROR", "CANCELLED": "CANCEL"}
@@ -142,4 +185,4 @@ class TRAEUMER_UL_tracks(bpy.types.UIList):
         layout.label(text=f"{item.frame_count} fr")
 
 
-classes = (TRAEUMER_UL_tracks, TRAEUMER_PT_generate, TRAEUMER_PT_motion)
+classes = (TRAEUMER_UL_tracks, TRAEUMER_PT_generate, TRAEUMER_PT_motion, TRAEUMER_PT_camera)

@@ -46,3 +46,16 @@ def two_sections_wav(path, seconds_each=10.0):
 
 def silence_wav(path, seconds=3.0):
     return _write_wav(path, np.zeros(int(seconds * RATE)))
+
+
+def click_track_wav(path, seconds=12.0, bpm=120.0, beats_per_bar=4, rate=RATE):
+    """A click on every beat, the first of each bar louder and lower: known beats and downbeats
+    (the downbeats at 0, bar, 2 bars, ... seconds)."""
+    out = np.zeros(int(seconds * rate))
+    t = np.arange(int(0.05 * rate)) / rate
+    for k, when in enumerate(np.arange(0.0, seconds - 0.1, 60.0 / bpm)):
+        accent = k % beats_per_bar == 0
+        click = (0.9 if accent else 0.35) * np.sin(2 * np.pi * (800.0 if accent else 1600.0) * t) * np.exp(-t / 0.01)
+        first = int(when * rate)
+        out[first:first + len(t)] += click
+    return _write_wav(path, out, rate)

@@ -46,6 +46,7 @@ output = extension_module(module, "addon.output")
 style_curves = extension_module(module, "addon.style_curves")
 worker_client = extension_module(module, "addon.worker_client")
 scene = bpy.context.scene
+scene.traeumer.aspect = "1:1"   # square frames here; test_blender_drafts covers the scene's shape
 
 def digests(folder):
     return {{os.path.basename(p): hashlib.sha256(open(p, "rb").read()).hexdigest()
@@ -74,6 +75,7 @@ strip.frame_final_duration = 24       # 3 s at 8 fps
 strip.sound.filepath = bpy.path.relpath(strip.sound.filepath)   # a //relative path
 scene.sequence_editor.active_strip = strip
 scene.traeumer.resolution = 64
+scene.render.resolution_x = scene.render.resolution_y = 64   # the strip is scaled to fit this frame
 emit(sound_path=strip.sound.filepath)
 assert bpy.ops.traeumer.generate() == {{"FINISHED"}}   # background: execute() drives the worker
 track = scene.traeumer.tracks["Frontiers"]

@@ -286,4 +286,5 @@ def test_generate_from_audio_end_to_end_with_the_installed_wheels(linux_cpu_zip,
     with open(frames[0], "rb") as handle:
         header = handle.read(24)
     assert header[:8] == b"\x89PNG\r\n\x1a\n"
-    assert int.from_bytes(header[16:20], "big") == 32 and int.from_bytes(header[20:24], "big") == 32
+    # the scene's shape (16:9 for the default 1920 x 1080) at 32 px high
+    assert int.from_bytes(header[16:20], "big") == 56 and int.from_bytes(header[20:24], "big") == 32

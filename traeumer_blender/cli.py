@@ -23,7 +23,8 @@ from .layer_groups import DEFAULT_SMOOTHING_SECONDS
 PROG = "python -m traeumer_blender"
 EXAMPLE_AUDIO = Path(__file__).resolve().parents[1] / "examples" / "hr-savino-ocean.ogg"
 # stages worth a progress line (short stages would only add noise before an early error)
-_SHOWN_STAGES = {"embed": "embedding music", "render": "rendering frames", "train": "training mapper"}
+_SHOWN_STAGES = {"embed": "embedding music", "draft": "drafting frames", "render": "rendering frames",
+                 "train": "training mapper"}
 
 
 class UsageError(Exception):
@@ -100,6 +101,15 @@ def _add_generate_options(parser, audio_required=True):
     parser.add_argument("--precision", default="auto", help="auto, fp32, fp16, bf16")
     parser.add_argument("--batch", type=int, default=None, help="frames per generator call")
     parser.add_argument("--styles-only", action="store_true", help="write styles.npz, render no frames")
+    shape = parser.add_argument_group("frame shape and drafts")
+    shape.add_argument("--aspect", default="1:1", metavar="W:H",
+                       help="frame shape: 1:1 (default), 16:9, 9:16, 2.39:1 ...; the height is the resolution")
+    shape.add_argument("--draft", action="store_true",
+                       help="first draft frames of the whole song into OUT/draft/ (small, fast), then the frames")
+    shape.add_argument("--draft-size", type=int, default=None, metavar="N",
+                       help="draft frame height (a power of two below the resolution; default 64)")
+    shape.add_argument("--first", default=None, metavar="FRAMES",
+                       help="frames to render first, e.g. 100-400 (1-based file numbers)")
     motion = parser.add_argument_group("musical motion (beats, onsets and sections; on by default)")
     motion.add_argument("--pulse", default=None, metavar="C,M,F",
                         help="pulse amount of the coarse,middle,fine layers, 0..1 (default 0,0.6,0.8)")
@@ -116,6 +126,18 @@ def _add_generate_options(parser, audio_required=True):
                         help="hold the look per beat or per bar (default none)")
     motion.add_argument("--no-motion", action="store_true",
                         help="no pulse, no cuts, no hold: the paper's smoothing alone")
+    camera = parser.add_argument_group("camera (StyleGAN3 models; x, y in frame heights, rotation in degrees)")
+    camera.add_argument("--camera", choices=("still", "music"), default="still",
+                        help="still (default), or drifting with the tempo and nudged on downbeats")
+    camera.add_argument("--camera-drift", type=float, default=None,
+                        help="music: radius of the slow drift (frame heights, default 0.05)")
+    camera.add_argument("--camera-nudge", type=float, default=None,
+                        help="music: push on each downbeat (frame heights, default 0.02)")
+    camera.add_argument("--camera-x", type=float, default=0.0,
+                        help="where the camera looks, to the right (frame heights; the picture slides left)")
+    camera.add_argument("--camera-y", type=float, default=0.0, help="... and up (frame heights)")
+    camera.add_argument("--camera-rotation", type=float, default=0.0,
+                        help="camera roll, counter-clockwise (degrees; the picture turns clockwise)")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
 
 
@@ -127,7 +149,41 @@ def _settings_from(args, audio, out):
         fps=args.fps, start=args.start, duration=args.duration, seed=args.seed,
         truncation=args.truncation, smoothing=args.smoothing, smoothing_kind=args.window,
         resolution=args.resolution, device=args.device, precision=args.precision,
-        batch=args.batch, styles_only=args.styles_only, motion=_motion_from(args))
+        batch=args.batch, styles_only=args.styles_only, motion=_motion_from(args),
+        aspect=args.aspect, draft=args.draft or args.draft_size is not None, draft_size=args.draft_size,
+        first_frames=_first_frames(args.first), camera=_camera_from(args))
+
+
+def _first_frames(text):
+    """"100-400,900" (1-based file numbers) -> [(99, 400), (899, 900)] (0-based, end exclusive)."""
+    if text is None:
+        return None
+    ranges = []
+    for part in text.split(","):
+        try:
+            first, _, last = part.strip().partition("-")
+            first = int(first)
+            last = int(last) if last else first
+        except ValueError:
+            raise TraeumerError(f"--first must look like 100-400,900, not {text!r}") from None
+        if not 1 <= first <= last:
+            raise TraeumerError(f"--first frame numbers start at 1 and rise, got {part.strip()}")
+        ranges.append((first - 1, last))
+    return ranges
+
+
+def _camera_from(args):
+    """CameraSettings from the camera options (one clear line for a bad one)."""
+    from .camera import CameraSettings
+
+    changes = {"mode": args.camera, "x": args.camera_x, "y": args.camera_y, "rotation": args.camera_rotation}
+    for name in ("drift", "nudge"):
+        value = getattr(args, f"camera_{name}")
+        if value is not None:
+            if args.camera != "music":
+                raise TraeumerError(f"--camera-{name} moves the camera with the music: add --camera music")
+            changes[name] = value
+    return CameraSettings(**changes).checked()
 
 
 def _motion_from(args):
@@ -157,7 +213,12 @@ def _run_generate(settings, quiet):
     result = run_generate(settings, progress=ProgressPrinter(quiet=quiet))
     frames = ("no frames (styles only)" if settings.styles_only else
               f"{result.frame_count} frames ({result.frames_rendered} rendered, {result.frames_reused} kept)")
-    print(f"{frames} at {describe_fps(result.fps)}, {result.resolution} px, "
+    for note in result.notes:
+        print(note, file=sys.stderr)
+    if result.draft_size:
+        frames += f", drafts of {result.draft_width}x{result.draft_size} px in draft/"
+    size = f"{result.width}x{result.resolution}" if result.width != result.resolution else f"{result.resolution}"
+    print(f"{frames} at {describe_fps(result.fps)}, {size} px, "
           f"{result.duration:.2f} s of music from {result.start:g} s -> {result.out_dir} "
           f"({result.seconds:.1f} s)")
     return 0

@@ -3,6 +3,9 @@
 
     frame_000001.png ...   one PNG per frame; frame index i is file number i + 1
     styles.npz             the styles of every frame (``styles_file.py``)
+    draft/frame_000001.png ...
+                           draft frames (small, from the skip branch), rendered before the
+                           full-size frames so the whole song can be scrubbed at once
     .<name>.<pid>.<token>.tmp
                            a file being written (``png.write_atomic``): renamed when complete,
                            so a frame or styles file is either whole or absent
@@ -30,6 +33,7 @@ LOCK_NAME = ".traeumer.lock"
 
 FRAME_PATTERN = "frame_{:06d}.png"
 STYLES_NAME = "styles.npz"
+DRAFT_DIR = "draft"
 _FRAME_RE = re.compile(r"^frame_(\d{6,})\.png$")
 # temporary files of frames and styles.npz being written (png.write_atomic names them)
 _PARTIAL_RE = re.compile(r"^\.(frame_\d{6,}\.png|styles\.npz|curves\.npz)\..*\.tmp$")
@@ -47,6 +51,11 @@ def frame_names(out_dir) -> dict:
 def frame_path(out_dir, index: int) -> str:
     """Path of frame ``index`` (0-based) in ``out_dir``: frame_000001.png for index 0."""
     return os.path.join(os.fspath(out_dir), FRAME_PATTERN.format(int(index) + 1))
+
+
+def draft_dir(out_dir) -> str:
+    """The folder of a job's draft frames (same numbering as the full-size frames)."""
+    return os.path.join(os.fspath(out_dir), DRAFT_DIR)
 
 
 def frame_number(name: str):

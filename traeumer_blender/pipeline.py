@@ -26,8 +26,21 @@ from fractions import Fraction
 import numpy as np
 
 from . import smoothing, timing
+from .aspect import SQUARE, frame_width, parse_aspect
+from .camera import STILL, CameraSettings, camera_path
 from .errors import TraeumerError
-from .frames import default_batch, frame_is_kept, frames_tag, render_batches, render_resolution
+from .frames import (
+    default_batch,
+    draft_batch,
+    draft_tag,
+    frame_is_kept,
+    frame_order,
+    frames_tag,
+    has_skip_branch,
+    render_batches,
+    render_drafts,
+    render_resolution,
+)
 from .layer_groups import DEFAULT_SMOOTHING_SECONDS, layer_groups
 from .mapping import Mapper, target_w_for_seed, zero_label_mapper
 from .model_cache import get_encoder, get_generator
@@ -35,6 +48,7 @@ from .motion import HIT_SEED_OFFSET, MotionSettings, move_styles
 from .output_folder import (
     STYLES_NAME,
     FolderLock,
+    draft_dir,
     ensure_writable_folder,
     frame_names,
     frame_path,
@@ -45,6 +59,8 @@ from .png import complete_png_tag
 from .progress import Reporter
 from .style_edit import forget_edits
 from .styles_file import ENVELOPE_BANDS, MotionRecord, Styles, load_styles, save_styles
+
+DEFAULT_DRAFT_SIZE = 64
 
 # what the styles' maths is: part of every styles fingerprint (styles without motion keep the
 # fingerprint, and so the frame tags, they had before motion existed)
@@ -73,6 +89,11 @@ class GenerateSettings:
     label: object = None            # class label of a conditional generator
     png_compression: int = 6
     motion: MotionSettings = field(default_factory=MotionSettings)   # pulse, cuts, hold (motion.py)
+    aspect: str = SQUARE            # frame shape, "16:9", "9:16", "W:H" (aspect.py); height = resolution
+    draft: bool = False             # draft frames of the whole song first, in DIR/draft/
+    draft_size: int = None          # draft frame height; None: DEFAULT_DRAFT_SIZE
+    first_frames: list = None       # [(first, end), ...] 0-based frame ranges to render first
+    camera: CameraSettings = STILL  # StyleGAN3 only: still, or moved by the music (camera.py)
 
 
 @dataclass
@@ -89,6 +110,10 @@ class GenerateResult:
     styles_reused: bool
     seconds: float
     frame_paths: list = field(default_factory=list, repr=False)
+    width: int = None               # frame width (the resolution for square frames)
+    draft_size: int = None          # draft frame height; None: no drafts were made
+    draft_width: int = None
+    notes: list = field(default_factory=list)   # things the user should know (e.g. why no drafts)
 
 
 def _check_settings(settings: GenerateSettings):
@@ -112,11 +137,22 @@ def _check_settings(settings: GenerateSettings):
         raise TraeumerError("resolution must be a power of two (e.g. 64, 256, 1024)")
     if not 0 <= int(settings.png_compression) <= 9:
         raise TraeumerError("PNG compression must be between 0 and 9")
+    parse_aspect(settings.aspect)
+    if settings.draft_size is not None and (int(settings.draft_size) < 16 or int(settings.draft_size) & (int(settings.draft_size) - 1)):
+        raise TraeumerError("draft size must be a power of two of at least 16 (e.g. 64, 128)")
+    for pair in settings.first_frames or ():
+        if len(pair) != 2 or not all(isinstance(v, (int, np.integer)) for v in pair):
+            raise TraeumerError("first frames must be (first, end) pairs of frame indices")
     if isinstance(settings.motion, dict):
         settings.motion = MotionSettings.from_record(settings.motion)
     elif settings.motion is None:
         settings.motion = MotionSettings()
     settings.motion = settings.motion.checked()
+    if isinstance(settings.camera, dict):
+        settings.camera = CameraSettings.from_record(settings.camera)
+    elif settings.camera is None:
+        settings.camera = STILL
+    settings.camera = settings.camera.checked()
     return fps, windows
 
 
@@ -125,7 +161,7 @@ def _digest_json(value) -> str:
 
 
 def _fingerprints(settings, fps, windows, start, duration, audio_digest, generator, encoder_id,
-                  mapper_digest, resolution):
+                  mapper_digest, resolution, width):
     """(styles fingerprint, frames fingerprint): what styles.npz and the frame pixels depend on."""
     from .encoders.base import EMBEDDING_METHOD
     styles_inputs = {
@@ -137,8 +173,10 @@ def _fingerprints(settings, fps, windows, start, duration, audio_digest, generat
     }
     if not settings.motion.off:
         styles_inputs["motion"] = settings.motion.record()
+    if not settings.camera.still:   # a still camera keeps the fingerprint (and frame tags) of before
+        styles_inputs["camera"] = settings.camera.record()
     styles_fp = _digest_json(styles_inputs)
-    return styles_fp, frames_tag(styles_fp, resolution, str(generator.precision), int(settings.png_compression))
+    return styles_fp, frames_tag(styles_fp, resolution, str(generator.precision), int(settings.png_compression), width)
 
 
 def _existing_styles(path):
@@ -203,6 +241,9 @@ def _run_generate_locked(settings, report, started, fps, windows, audio_path, in
     resolution = int(settings.resolution or generator.resolution)
     if resolution > generator.resolution:
         raise TraeumerError(f"resolution {resolution} is above the generator's {generator.resolution}")
+    if not settings.camera.still and not getattr(generator, "has_camera", False):
+        raise TraeumerError(f"camera: {_source_text(settings.model)} is a StyleGAN2 generator, which has no "
+                            f"camera (only StyleGAN3 models move the picture); use the still camera")
     mapper_file = None
     if settings.mapper:
         mapper_file = Mapper.load(settings.mapper)
@@ -210,12 +251,16 @@ def _run_generate_locked(settings, report, started, fps, windows, audio_path, in
         mapper_file.check_sizes(generator.w_dim, name=f"mapper {settings.mapper}")
     audio_digest = file_digest(audio_path)
     mapper_digest = file_digest(settings.mapper) if settings.mapper else f"zero-label:{int(settings.seed)}"
+    width = frame_width(resolution, settings.aspect)
     styles_fp, frames_fp = _fingerprints(
         settings, fps, windows, settings.start, duration, audio_digest, generator,
-        _encoder_id_for_fingerprint(settings.encoder), mapper_digest, resolution)
+        _encoder_id_for_fingerprint(settings.encoder), mapper_digest, resolution, width)
+    notes = []
+    draft_size, draft_width = _draft_shape(settings, generator, resolution, notes)
     styles_path = os.path.join(out_dir, STYLES_NAME)
     previous = _existing_styles(styles_path)
     _refuse_foreign_frames(out_dir, previous)
+    _refuse_foreign_frames(draft_dir(out_dir), previous)
     # frames rendered from edited style curves no longer match styles.npz: render them again
     forget_edits(out_dir)
     styles_reused = previous is not None and previous.fingerprint == styles_fp
@@ -229,35 +274,73 @@ def _run_generate_locked(settings, report, started, fps, windows, audio_path, in
                                  audio_path, audio_digest, mapper_file, resolution, report,
                                  load_audio)
         styles.fingerprint = styles_fp
+    shape = {"frame_width": width if width != resolution else None,
+             "draft_size": draft_size, "draft_width": draft_width}
+    shape_changed = any(previous is None or previous.settings.get(k) != v for k, v in shape.items())
     styles.settings["frames_fingerprint"] = frames_fp
+    styles.settings.update(shape)
     styles.resolution = resolution
-    if not (styles_reused and frames_reusable):
+    if not (styles_reused and frames_reusable) or shape_changed:
         save_styles(styles_path, styles)
     # frames of other styles are stale: remove them all, so that a resumed run stays consistent
     remove_partial_files(out_dir, n_frames if styles_reused else 0)
+    remove_partial_files(draft_dir(out_dir), n_frames if styles_reused else 0)
 
     rendered = []
     reused = 0
     if not settings.styles_only:
         report.check()
-        # a frame is kept only when it was made with these very settings (its tag)
-        todo = [i for i in range(n_frames) if not frame_is_kept(out_dir, i, resolution, frames_fp)]
-        for index in todo:
-            try:
-                os.unlink(frame_path(out_dir, index))
-            except FileNotFoundError:
-                pass
+        order = frame_order(n_frames, settings.first_frames)
+        compression = int(settings.png_compression)
+        # a frame is kept only when it was made with these very settings (its tag); stale ones
+        # go before the drafts, so that a stale frame is never shown over its fresh draft
+        todo = _stale_frames(out_dir, order, resolution, frames_fp, width)
+        if draft_size:
+            dtag = draft_tag(styles_fp, draft_size, generator.draft_precision, compression, draft_width)
+            drafts = _stale_frames(draft_dir(out_dir), order, draft_size, dtag, draft_width)
+            render_drafts(generator, styles.layer_ws, drafts, out_dir, draft_size, draft_width,
+                          draft_batch(generator), compression, report, dtag)
         reused = n_frames - len(todo)
         batch = int(settings.batch or default_batch(generator))
         rendered = render_batches(
             generator, styles.layer_ws, todo, out_dir, render_resolution(generator, resolution),
-            batch, int(settings.png_compression), report, frames_fp)
+            batch, compression, report, frames_fp, width=shape["frame_width"],
+            camera_for=(lambda chunk: styles.camera[chunk]) if styles.camera is not None else None)
     return GenerateResult(
         out_dir=out_dir, styles_path=styles_path, frame_count=n_frames,
         frames_rendered=len(rendered), frames_reused=reused, fps=fps, start=float(settings.start),
         duration=duration, resolution=resolution, styles_reused=styles_reused,
         seconds=time.monotonic() - started,
-        frame_paths=[] if settings.styles_only else [frame_path(out_dir, i) for i in range(n_frames)])
+        frame_paths=[] if settings.styles_only else [frame_path(out_dir, i) for i in range(n_frames)],
+        width=width, draft_size=draft_size, draft_width=draft_width, notes=notes)
+
+
+def _stale_frames(folder, order, height, tag, width) -> list:
+    """The frames of ``order`` (in that order) not kept in ``folder``; their files are removed."""
+    todo = [i for i in order if not frame_is_kept(folder, i, height, tag, width)]
+    for index in todo:
+        try:
+            os.unlink(frame_path(folder, index))
+        except FileNotFoundError:
+            pass
+    return todo
+
+
+def _draft_shape(settings, generator, resolution, notes):
+    """(draft height, draft width) of a job, or (None, None) without drafts (with a note why)."""
+    if not settings.draft:
+        return None, None
+    size = int(settings.draft_size or DEFAULT_DRAFT_SIZE)
+    if not has_skip_branch(generator):
+        notes.append("no draft frames: StyleGAN3 models have no skip branch to draw them from cheaply")
+        return None, None
+    if size >= resolution:
+        notes.append(f"no draft frames: the frames themselves are only {resolution} px high")
+        return None, None
+    if size not in generator.draft_resolutions:
+        raise TraeumerError(f"draft size {size} is not one of this model's "
+                            f"{', '.join(str(r) for r in generator.draft_resolutions)}")
+    return size, frame_width(size, settings.aspect)
 
 
 def _compute_styles(settings, generator, fps, windows, duration, n_frames, info, audio_path,
@@ -308,12 +391,17 @@ def _compute_styles(settings, generator, fps, windows, duration, n_frames, info,
     else:
         group_ws, motion = _moved_styles(settings, generator, encoder, audio, audio_start, duration, fps,
                                          windows, raw_ws, embeddings, report)
+    camera = None
+    if getattr(generator, "has_camera", False):
+        camera = _camera_path(settings, motion, audio, encoder, audio_start, duration,
+                              timing.frame_times(n_frames, fps, offset_seconds=settings.start))
     report("style", 1, 1)
     settings_record = {k: (v if isinstance(v, (str, int, float, bool, type(None), list, tuple)) else str(v))
                        for k, v in asdict(settings).items()}
     settings_record["fps"] = timing.format_fps(fps)
     settings_record["smoothing"] = list(windows)
     settings_record["duration"] = duration
+    settings_record["camera"] = settings.camera.record()
     return Styles(
         group_ws=group_ws.astype(np.float32), layer_group=layer_group,
         layer_resolutions=np.asarray(generator.layer_resolutions, dtype=np.int64),
@@ -326,7 +414,25 @@ def _compute_styles(settings, generator, fps, windows, duration, n_frames, info,
         encoder_source=_source_text(settings.encoder), encoder_source_id=encoder.source_id,
         mapper_kind=mapper.kind, mapper_source=_source_text(settings.mapper or ""),
         audio_path=os.path.abspath(audio_path), audio_digest=audio_digest,
-        settings=settings_record, fingerprint="", motion=motion)
+        settings=settings_record, fingerprint="", motion=motion, camera=camera,
+        camera_settings=None if camera is None else settings.camera.record())
+
+
+def _camera_path(settings, motion, audio, encoder, audio_start, duration, frame_times):
+    """The camera path [N, 3] of a generator with a camera; a music camera follows the motion's
+    analysis, or analyses the music itself when motion is off (tempo and downbeats only)."""
+    chosen = settings.camera
+    if chosen.mode != "music" or chosen.still:
+        return camera_path(chosen, frame_times)
+    if motion is not None:
+        tempo, downbeats = motion.analysis.get("tempo"), motion.downbeats
+        per_bar = motion.analysis.get("beats_per_bar")
+    else:
+        from . import analysis as music
+
+        heard = music.analyze(audio, encoder.sample_rate, audio_start, float(settings.start), float(duration))
+        tempo, downbeats, per_bar = heard.tempo, heard.downbeats, heard.beats_per_bar
+    return camera_path(chosen, frame_times, tempo, downbeats, per_bar)
 
 
 def _moved_styles(settings, generator, encoder, audio, audio_start, duration, fps, windows, raw_ws,

@@ -17,10 +17,11 @@ class Cancelled(Exception):
 
 @dataclass(frozen=True)
 class Progress:
-    stage: str          # "load", "decode", "embed", "style", "render", "train"
+    stage: str          # "load", "decode", "embed", "style", "draft", "render", "train"
     done: int
     total: int
     eta_seconds: float  # None when unknown
+    frames: tuple = ()  # draft/render: the 0-based indices of the frames written in this step
 
 
 def is_cancelled(cancel) -> bool:
@@ -45,7 +46,7 @@ class Reporter:
         if is_cancelled(self.cancel):
             raise Cancelled("cancelled")
 
-    def __call__(self, stage, done, total):
+    def __call__(self, stage, done, total, frames=()):
         now = time.monotonic()
         if stage != self.stage:
             self.stage, self.stage_started, self.first_done = stage, now, done
@@ -55,4 +56,4 @@ class Reporter:
         elif done > self.first_done:
             eta = (now - self.stage_started) / (done - self.first_done) * (total - done)
         if self.progress is not None:
-            self.progress(Progress(stage, int(done), int(total), eta))
+            self.progress(Progress(stage, int(done), int(total), eta, tuple(int(i) for i in frames)))

@@ -20,8 +20,10 @@ Events::
 
     ready     {"pid", "protocol", "version", "python"}       once, at start
     pong      {"id", "busy"}
-    progress  {"id", "stage", "done", "total", "eta"}        stages: load, decode, embed, style,
-                                                             render (done = frames written), train
+    progress  {"id", "stage", "done", "total", "eta"         stages: load, decode, embed, style,
+               [, "frames"]}                                 draft, render (done = frames written;
+                                                             frames: the indices written in this
+                                                             step, in DIR/draft/ or DIR), train
     styles    {"id", "path"}                                 styles.npz is written (generate)
     done      {"id", "result"}
     cancelled {"id"}
@@ -37,7 +39,10 @@ import math
 from .errors import TraeumerError
 
 # 3: generate.motion (musical motion) and update.section_starts (moved section cuts)
-PROTOCOL_VERSION = 3
+# 4: generate.draft/draft_size/aspect/first_frames (draft frames first, frames of any aspect)
+#    and progress.frames (which frames a step wrote)
+# 5: generate.camera (the StyleGAN3 camera); camera curve edits travel in update's edits file
+PROTOCOL_VERSION = 5
 # a worker with nothing to do exits after this long (Blender's Idle Timeout preference)
 DEFAULT_IDLE_TIMEOUT_SECONDS = 600.0
 
@@ -116,6 +121,12 @@ REQUEST_FIELDS = {
         "device": _text(),
         # MotionSettings.record() (motion.py); null: the defaults (pulse and cuts on)
         "motion": Field("object", None),
+        # draft frames first (DIR/draft/, draft_size px high), frames of this aspect ("16:9"),
+        # and the frames to render first: [first, end) index pairs, flattened, in order
+        "draft": Field("bool", False), "draft_size": Field("int", None), "aspect": _text("1:1"),
+        "first_frames": Field("floats", None),
+        # CameraSettings.record() (camera.py); null: the still camera
+        "camera": Field("object", None),
     },
     # section_starts: the track's section starts (s in the audio file, from its markers); null:
     # the cuts stay as they are

@@ -17,6 +17,10 @@ Section cuts can move too: ``update_frames`` gets the track's section starts, re
 styles before the pulse for the new cuts (smoothing per section with the crossfade, truncation,
 hold: as the pipeline does) and renders the frames whose styles that changes.
 
+Generators with a camera (StyleGAN3; ``camera.py``) add ``camera_x``, ``camera_y`` and
+``camera_rotation``: the camera path, keyed like the others. An edited camera curve moves the
+camera of its frames by the edit (``stored + values − baseline``, per column), the styles stay.
+
 Exactness: Blender keys the curves with few keyframes (``reduce_keys``), evaluates the keyed
 curves at every frame and stores that as the *baseline* in ``curves.npz`` beside ``styles.npz``.
 An edit is the difference between the curves' values and that baseline, so frames where the
@@ -34,6 +38,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .camera import CAMERA_CURVES, CAMERA_KEY_TOLERANCE
 from .errors import TraeumerError
 from .layer_groups import GROUP_NAMES
 from .npz_files import GIB, INTEGERS, KIB, MIB, NUMBERS, TEXT, Member, open_npz, parse_errors_as, scalar_member
@@ -54,15 +59,18 @@ PULSE_KEY_TOLERANCE = 0.02
 CHANGE_EPSILON = 1e-7
 
 
-def curve_names(groups=(0, 1, 2), components: int = COMPONENTS, pulse_bands=()):
+def curve_names(groups=(0, 1, 2), components: int = COMPONENTS, pulse_bands=(), camera: bool = False):
     """Names of the curves for the given groups, in column order; with ``pulse_bands`` (bands
-    whose pulse drives one of the groups) the pulse curves and the groups' pulse amounts follow."""
+    whose pulse drives one of the groups) the pulse curves and the groups' pulse amounts follow,
+    with ``camera`` (styles with a camera path) the three camera curves last."""
     names = [f"{GROUP_NAMES[g]}_pc{k + 1}" for g in groups for k in range(components)]
     names.append("truncation")
     names += [f"{GROUP_NAMES[g]}_intensity" for g in groups]
     if pulse_bands:
         names += [pulse_curve_name(band) for band in pulse_bands]
         names += [amount_curve_name(g) for g in groups]
+    if camera:
+        names += list(CAMERA_CURVES)
     return names
 
 
@@ -76,6 +84,8 @@ def amount_curve_name(group: int) -> str:
 
 def key_tolerance(name: str) -> float:
     """How far the reduced keys of curve ``name`` may stray from its exact values."""
+    if name in CAMERA_CURVES:
+        return CAMERA_KEY_TOLERANCE
     return PULSE_KEY_TOLERANCE if name.startswith("pulse_") else KEY_TOLERANCE
 
 
@@ -141,11 +151,11 @@ def reduce_keys(values: np.ndarray, tolerance: float = KEY_TOLERANCE) -> np.ndar
     return np.flatnonzero(keep)
 
 
-def curve_values(group_ws: np.ndarray, truncation: float, groups, motion=None):
+def curve_values(group_ws: np.ndarray, truncation: float, groups, motion=None, camera=None):
     """The exact (unreduced) value of every curve at every frame [N, C], and the PCA.
 
     ``motion`` (a MotionRecord) adds the pulse curves and the pulse amounts (``curve_names``
-    with ``pulse_curve_bands``)."""
+    with ``pulse_curve_bands``), ``camera`` (the path [N, 3]) the camera curves."""
     mean, basis, coefficients = principal_components(group_ws, groups)
     n = group_ws.shape[0]
     columns = [coefficients[:, g, k] for g in groups for k in range(COMPONENTS)]
@@ -156,6 +166,8 @@ def curve_values(group_ws: np.ndarray, truncation: float, groups, motion=None):
         columns += [np.asarray(motion.pulse[:, motion.pulse_bands.index(band)], dtype=np.float64)
                     for band in bands]
         columns += [np.full(n, float(motion.settings["pulse_amounts"][g])) for g in groups]
+    if camera is not None:
+        columns += [np.asarray(camera, dtype=np.float64)[:, k] for k in range(len(CAMERA_CURVES))]
     return np.stack(columns, axis=1), mean, basis
 
 
@@ -498,9 +510,10 @@ def _update_frames_locked(styles_path, edits_path, progress, cancel, device, out
 
     new_ws = apply_edits(stored, values[changed], curves["baseline"][changed], curves["names"], curves["groups"],
                          curves["basis"], w_avg, untruncated, pulse=pulse)
+    cameras = edited_cameras(styles.camera, changed, values, curves["baseline"], curves["names"])
 
     render_frames(styles_path, changed, ws_override=new_ws, device=device, progress=progress,
-                  cancel=cancel, lock=False)
+                  cancel=cancel, lock=False, draft=bool(settings.get("draft_size")), camera_override=cameras)
     applied = np.array(curves["applied"])
     applied[changed] = values[changed]
     _save_applied(cpath, curves, applied, cuts)
@@ -508,6 +521,18 @@ def _update_frames_locked(styles_path, edits_path, progress, cancel, device, out
     if cuts is not None:
         result["cuts"] = [int(c) for c in cuts]
     return result
+
+
+def edited_cameras(camera, rows, values, baseline, names):
+    """The cameras [n, 3] of frames ``rows`` after the camera curves' edits (the stored path plus
+    the edit; unedited values stay bit for bit), or None for curves without a camera."""
+    if camera is None or not all(name in names for name in CAMERA_CURVES):
+        return None
+    columns = [list(names).index(name) for name in CAMERA_CURVES]
+    rows = np.asarray(rows, dtype=np.int64)
+    stored = np.asarray(camera, dtype=np.float64)[rows]
+    delta = np.asarray(values, dtype=np.float64)[rows][:, columns] - np.asarray(baseline, dtype=np.float64)[rows][:, columns]
+    return np.where(delta != 0, stored + delta, stored)
 
 
 def _save_applied(path, curves, applied, cuts) -> None:

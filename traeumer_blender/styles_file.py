@@ -37,6 +37,11 @@ pulse               float32 [N, B]           shaped pulse per frame and band
 pulse_targets       float32 [3, w_dim]       where each group's pulse moves its style
 base_group_ws       float32 [N, 3, w_dim]    the styles before the pulse
 cut_frames          int64 [C]                frames that begin a section
+------------------  -----------------------  ------------------------------------------------------------
+with a camera (generators that have one, StyleGAN3; optional; see ``camera.py``):
+camera_json         str                      CameraSettings.record()
+camera              float64 [N, 3]           x, y (frame heights, right/up), rotation (degrees, ccw)
+                                             per frame; zeros for the still camera
 ==================  =======================  ============================================================
 """
 
@@ -131,6 +136,8 @@ class Styles:
     settings: dict
     fingerprint: str
     motion: MotionRecord = None
+    camera: np.ndarray = None           # [N, 3] (camera.py); None: the generator has no camera
+    camera_settings: dict = None        # CameraSettings.record() with ``camera``
 
     @property
     def frame_count(self) -> int:
@@ -182,6 +189,9 @@ def save_styles(path, styles: Styles) -> None:
             "downbeats": np.asarray(record.downbeats, dtype=np.float64),
             "envelopes": np.asarray(record.envelopes, dtype=np.float32),
         })
+    if styles.camera is not None:
+        arrays["camera"] = np.asarray(styles.camera, dtype=np.float64).reshape(len(styles.group_ws), 3)
+        arrays["camera_json"] = np.array(json.dumps(styles.camera_settings or {}, sort_keys=True))
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
     write_atomic(path, buffer.getvalue())
@@ -219,6 +229,9 @@ STYLES_MEMBERS = {
     "beats": Member(NUMBERS, 1, 8 * 1 << 22),
     "downbeats": Member(NUMBERS, 1, 8 * 1 << 22),
     "envelopes": Member(NUMBERS, 2, _FRAME_ARRAY_BYTES),
+    # the camera (optional)
+    "camera": Member(NUMBERS, 2, _FRAME_ARRAY_BYTES),
+    "camera_json": text_member(16 * 1024),
 }
 
 
@@ -300,6 +313,12 @@ def load_styles(path) -> Styles:
             settings=_checked_settings(data.text("settings_json"), path), **text)
         if "motion_json" in data:
             styles.motion = _motion_record(data, path, styles.group_ws.shape)
+        if "camera" in data:
+            styles.camera = data.finite("camera")
+            styles.camera_settings = json.loads(data.text("camera_json")) if "camera_json" in data else {}
+            if styles.camera.shape != (styles.frame_count, 3) or not isinstance(styles.camera_settings, dict):
+                raise TraeumerError(f"{path} is a damaged styles.npz: camera {styles.camera.shape} for "
+                                    f"{styles.frame_count} frames")
     n_groups = len(GROUP_NAMES)
     layer_group = styles.layer_group
     problems = []

@@ -66,9 +66,10 @@ class Job:
 
     def progress(self, event: Progress) -> None:
         """The engine's progress callback: each Progress becomes a progress event."""
+        extra = {"frames": list(event.frames)} if event.frames else {}
         self.channel.send(protocol.PROGRESS, id=self.id, stage=str(event.stage), done=int(event.done),
                           total=int(event.total),
-                          eta=None if event.eta_seconds is None else float(event.eta_seconds))
+                          eta=None if event.eta_seconds is None else float(event.eta_seconds), **extra)
 
     def styles_ready(self, path) -> None:
         self.channel.send(protocol.STYLES, id=self.id, path=os.fspath(path))
@@ -219,7 +220,17 @@ def generate_settings(params: dict):
     settings["mapper"] = params["mapper"] or None        # "": the zero-label mapping
     settings["resolution"] = params["resolution"] or None  # 0 / None: the model's own
     settings["smoothing"] = tuple(params["smoothing"])
+    settings["first_frames"] = frame_ranges_param(params["first_frames"])
     return GenerateSettings(**settings)
+
+
+def frame_ranges_param(flat):
+    """[first, end, first, end, ...] (the protocol's flattened pairs) -> [(first, end), ...]."""
+    if flat is None:
+        return None
+    if len(flat) % 2 or not all(float(v).is_integer() for v in flat):
+        raise TraeumerError("first_frames must be pairs of whole frame numbers [first, end, ...]")
+    return [(int(flat[k]), int(flat[k + 1])) for k in range(0, len(flat), 2)]
 
 
 def handle_generate(params: dict, job: Job) -> dict:
@@ -233,8 +244,8 @@ def handle_generate(params: dict, job: Job) -> dict:
     announced = []
 
     def on_progress(event):
-        # styles.npz is saved just before the render stage starts
-        if event.stage == "render" and not announced:
+        # styles.npz is saved just before the draft or render stage starts
+        if event.stage in ("draft", "render") and not announced:
             announced.append(True)
             job.styles_ready(styles_path)
         job.progress(event)
@@ -246,7 +257,8 @@ def handle_generate(params: dict, job: Job) -> dict:
         "out_dir": result.out_dir, "styles_path": result.styles_path, "frame_count": result.frame_count,
         "frames_rendered": result.frames_rendered, "frames_reused": result.frames_reused,
         "fps": [result.fps.numerator, result.fps.denominator], "start": result.start,
-        "duration": result.duration, "resolution": result.resolution,
+        "duration": result.duration, "resolution": result.resolution, "width": result.width,
+        "draft_size": result.draft_size, "draft_width": result.draft_width, "notes": list(result.notes),
         "styles_reused": result.styles_reused, "seconds": result.seconds,
     }
 

@@ -15,6 +15,7 @@ to a scale (2.0 by default), e.g. ``label={12: 2.0, 130: 2.0, 145: 2.0}``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import os
@@ -35,11 +36,43 @@ NOISE_SEED = 1_234_567
 LOW_PRECISION_RESOLUTIONS = 4   # like NVIDIA: the 4 highest resolutions run in fp16/bf16
 
 
+NO_CAMERA_MESSAGE = ("this is a StyleGAN2 generator: it has no camera (moving the picture needs a "
+                     "StyleGAN3 model); use the still camera")
+
+
+def checked_camera(camera, count) -> Optional[torch.Tensor]:
+    """A synthesis call's camera as a float64 [N, 3] tensor (None stays None); one clear line for
+    a wrong shape or a value that is not a finite number."""
+    if camera is None:
+        return None
+    cam = torch.as_tensor(np.asarray(camera, dtype=np.float64) if not isinstance(camera, torch.Tensor)
+                          else camera.detach().cpu().double())
+    if cam.ndim != 2 or cam.shape[1] != 3 or (count is not None and cam.shape[0] != count):
+        raise TraeumerError(f"camera must be [{count if count is not None else 'N'}, 3] (x, y, rotation), "
+                            f"got {list(cam.shape)}")
+    if not bool(torch.isfinite(cam).all()):
+        raise TraeumerError("a camera value is not a finite number")
+    return cam
+
+
 class _Net(nn.Module):
     def __init__(self, cfg: GeneratorConfig):
         super().__init__()
         self.mapping = MappingNetwork(cfg)
         self.synthesis = SynthesisNetwork(cfg)
+
+
+def check_frame_width(width, height: int):
+    """None for a square frame, else the width as an int (an even number of pixels, at most 8
+    times the height either way: ``aspect.MAX_ASPECT``)."""
+    from ..aspect import MAX_ASPECT
+    if width is None or int(width) == int(height):
+        return None
+    width = int(width)
+    if width % 2 or not height / MAX_ASPECT <= width <= height * MAX_ASPECT:
+        raise TraeumerError(f"frame width {width} px does not fit a frame {height} px high "
+                            f"(even, between 1/{MAX_ASPECT:g} and {MAX_ASPECT:g} times the height)")
+    return width
 
 
 def _as_tensor(x, device, dtype=torch.float32) -> torch.Tensor:
@@ -89,6 +122,36 @@ class Generator(nn.Module):
     @property
     def preview_resolutions(self):
         return list(self.cfg.resolutions)
+
+    @property
+    def draft_resolutions(self):
+        """Sizes of draft frames: the skip branch's images below the full resolution."""
+        return [r for r in self.cfg.resolutions if 16 <= r < self.resolution]
+
+    @property
+    def draft_precision(self) -> str:
+        """What draft frames run in: the device's fast low precision where it has one (bf16 on
+        CPUs with native bf16, fp16 on CUDA), else fp32. Drafts are small and short-lived, so
+        every layer runs in it (full frames keep ``precision``)."""
+        if self.device.type == "cuda":
+            return "fp16"
+        if self.device.type == "cpu" and cpu_has_native_bf16():
+            return "bf16"
+        return "fp32"
+
+    @contextlib.contextmanager
+    def drafting(self):
+        """``with G.drafting():`` every layer in ``draft_precision``; the precision is restored after."""
+        old = self.precision
+        low = self.draft_precision
+        if low == "fp32" and old == "fp32":
+            yield low
+            return
+        self.configure(self.device, low, low_resolutions=len(self.cfg.resolutions))
+        try:
+            yield low
+        finally:
+            self.configure(self.device, old)
 
     # --- labels ------------------------------------------------------------------------------
     def _label_vector(self, label) -> Optional[torch.Tensor]:
@@ -156,13 +219,22 @@ class Generator(nn.Module):
             return "split"
         return "auto-gpu"
 
+    # StyleGAN2 has no input transform: its picture cannot be moved (StyleGAN3Generator can)
+    has_camera = False
+
     @torch.no_grad()
-    def synthesis(self, ws, resolution: Optional[int] = None) -> torch.Tensor:
+    def synthesis(self, ws, resolution: Optional[int] = None, width: Optional[int] = None,
+                  camera=None) -> torch.Tensor:
         """ws [N, n_latent, w_dim] -> images [N, 3, r, r] float32 CPU tensor clamped to [-1, 1].
 
         resolution < G.resolution (a power of two >= 4) returns the skip-branch image of that
-        block: a preview that never computes the layers above it.
+        block: a preview that never computes the layers above it. width: frames ``width`` px
+        wide (and r high) from a widened canvas (``network.Canvas``); None or r: square.
+        camera: None or all zeros (a StyleGAN2 generator has no camera; anything else is refused).
         """
+        cam = checked_camera(camera, None)
+        if cam is not None and bool(torch.any(cam != 0)):
+            raise TraeumerError(NO_CAMERA_MESSAGE)
         ws = _as_tensor(ws, self.device)
         if ws.ndim == 2:
             ws = ws[:, None, :].expand(-1, self.n_latent, -1)
@@ -174,7 +246,8 @@ class Generator(nn.Module):
         if resolution not in self.cfg.resolutions:
             raise TraeumerError(
                 f"preview resolution {resolution} is not one of {self.cfg.resolutions}")
-        img = self.net.synthesis(ws, resolution, self._resolve_mode(ws.shape[0]))
+        width = check_frame_width(width, resolution)
+        img = self.net.synthesis(ws, resolution, self._resolve_mode(ws.shape[0]), width=width)
         return img.float().clamp_(-1.0, 1.0).cpu()
 
     def forward(self, z, c=None, psi: float = 1.0, resolution: Optional[int] = None):
@@ -237,11 +310,12 @@ class Generator(nn.Module):
         return self.w_stats()
 
     # --- precision, device, saving ---------------------------------------------------------------
-    def configure(self, device: torch.device, precision: str) -> None:
+    def configure(self, device: torch.device, precision: str, low_resolutions: int = LOW_PRECISION_RESOLUTIONS) -> None:
+        """Device and precision; fp16/bf16 for the ``low_resolutions`` highest resolutions."""
         self.to(device)
         low = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(precision)
         res = self.cfg.resolutions
-        low_res = set(res[-LOW_PRECISION_RESOLUTIONS:]) if low is not None else set()
+        low_res = set(res[-low_resolutions:]) if low is not None else set()
         for block in self.net.synthesis.blocks():
             dt = low if block.resolution in low_res else torch.float32
             block.dtype = dt

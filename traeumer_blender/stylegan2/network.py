@@ -48,6 +48,7 @@ SQRT2 = math.sqrt(2.0)
 LRELU_SLOPE = 0.2
 FIR_TAPS = (1.0, 3.0, 3.0, 1.0)
 MODCONV_MODES = ("auto", "grouped", "split", "nongrouped")
+CANVAS_NOISE_SEED = 7_654_321   # the noise beside the trained noise images on a widened canvas
 
 
 def fir_2d(device=None, dtype=torch.float32) -> torch.Tensor:
@@ -72,20 +73,20 @@ PHASE_CONV_MIN_SIZE = 64   # input size from which the 4-phase form beats conv_t
 
 
 def conv_transpose_s2(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """3x3 transposed conv, stride 2, no padding: x [N, in, r, r], w [in, out, 3, 3] -> [N, out, 2r+1, 2r+1].
+    """3x3 transposed conv, stride 2, no padding: x [N, in, h, r], w [in, out, 3, 3] -> [N, out, 2h+1, 2r+1].
 
     For large inputs it runs as four ordinary convolutions, one per output phase (even/odd row x
     even/odd column, kernels 2x2, 2x1, 1x2, 1x1 taken from w), written into the interleaved
     output: the same multiply-adds, but oneDNN's plain convolutions are much faster on the CPU
     than its transposed one.
     """
-    r = x.shape[-1]
-    if r < PHASE_CONV_MIN_SIZE or x.shape[-2] != r:
+    h, r = x.shape[-2], x.shape[-1]
+    if min(h, r) < PHASE_CONV_MIN_SIZE:
         return F.conv_transpose2d(x, w, stride=2)
     wc = w.transpose(0, 1)                                   # [out, in, 3, 3]
     n, c_out = x.shape[0], wc.shape[0]
     fmt = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
-    out = torch.empty(n, c_out, 2 * r + 1, 2 * r + 1, dtype=x.dtype, device=x.device, memory_format=fmt)
+    out = torch.empty(n, c_out, 2 * h + 1, 2 * r + 1, dtype=x.dtype, device=x.device, memory_format=fmt)
     out[:, :, 0::2, 0::2] = F.conv2d(x, wc[:, :, 0::2, 0::2].flip([2, 3]), padding=1)
     out[:, :, 0::2, 1::2] = F.conv2d(x, wc[:, :, 0::2, 1:2].flip([2]), padding=(1, 0))
     out[:, :, 1::2, 0::2] = F.conv2d(x, wc[:, :, 1:2, 0::2].flip([3]), padding=(0, 1))
@@ -97,10 +98,50 @@ def conv_transpose_s2(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
 
 
 def upsample_skip(img: torch.Tensor) -> torch.Tensor:
-    """Up-sample the RGB skip image x2 with the FIR (gain 4, padding 2/1): [N,C,L,L] -> [N,C,2L,2L]."""
+    """Up-sample the RGB skip image x2 with the FIR (gain 4, padding 2/1): [N,C,H,L] -> [N,C,2H,2L]."""
     c = img.shape[1]
     k = (fir_2d(img.device, img.dtype) * 4.0).expand(c, 1, 4, 4)
     return F.conv_transpose2d(img, k, stride=2, padding=1, groups=c)
+
+
+CANVAS_MARGIN = 8   # columns kept beyond the frame at every resolution (see Canvas)
+
+
+@dataclass(frozen=True)
+class Canvas:
+    """The columns computed for a frame ``width`` px wide and ``top`` px high (``aspect.py``).
+
+    Column coordinates at resolution r are centred: the square frame covers [-r/2, r/2). The
+    canvas is ``const_width`` columns of the 4x4 constant wide (even; the trained constant in
+    the middle, repeated sideways), i.e. [-const_width*r/8, const_width*r/8) at resolution r.
+    Each block computes only the columns over the frame plus CANVAS_MARGIN on either side: the
+    zero padding at such a cut reaches at most 5 columns inward within a block (up-sampling
+    conv, FIR, 3x3 conv), so the kept columns equal those of the whole canvas computed at once
+    and the cost grows with the frame's width, not the canvas's.
+    """
+
+    top: int
+    width: int
+    const_width: int
+
+    @classmethod
+    def for_frame(cls, top: int, width: int) -> "Canvas":
+        const_width = max(4, 2 * math.ceil(2 * width / top))     # even, >= 4 * width / top
+        return cls(int(top), int(width), const_width)
+
+    def edge(self, r: int) -> int:
+        """Half the canvas's width at resolution r."""
+        return self.const_width * r // 8
+
+    def span(self, r: int):
+        """(first, end) columns computed at resolution r (the frame, a margin, inside the canvas)."""
+        half = self.width * r / (2 * self.top)
+        return (max(-self.edge(r), math.floor(-half) - CANVAS_MARGIN),
+                min(self.edge(r), math.ceil(half) + CANVAS_MARGIN))
+
+    def frame(self):
+        """(first, end) columns of the frame at the top resolution."""
+        return -(self.width // 2), self.width - self.width // 2
 
 
 @dataclass
@@ -268,12 +309,25 @@ class StyledConv(nn.Module):
     def _styles(self, w: torch.Tensor) -> torch.Tensor:
         return self.affine(w.float())  # [N, in], fp32
 
-    def _noise_term(self, dtype) -> torch.Tensor:  # [1, 1, r, r], includes the sqrt(2) gain
-        return (self.noise_const * (self.noise_strength * SQRT2)).to(dtype)[None, None]
+    def _noise_term(self, dtype, cols=None) -> torch.Tensor:  # [1, 1, r, r], includes the sqrt(2) gain
+        noise = self.noise_const if cols is None else self._canvas_noise(*cols)
+        return (noise * (self.noise_strength * SQRT2)).to(dtype)[None, None]
 
-    def _finish(self, y: torch.Tensor, bias_done: bool) -> torch.Tensor:
+    def _canvas_noise(self, first: int, end: int, edge: int) -> torch.Tensor:
+        """Columns [first, end) of a canvas 2*edge wide: the trained noise image in the middle,
+        seeded noise beside it (the same for every frame, like the trained one)."""
+        r = self.resolution
+        key = (edge, self.noise_const._version, self.noise_const.device)
+        if getattr(self, "_canvas_key", None) != key:
+            gen = torch.Generator().manual_seed(CANVAS_NOISE_SEED + 2 * r + int(self.up))
+            wide = torch.randn(r, 2 * edge, generator=gen).to(self.noise_const.device)
+            wide[:, edge - r // 2: edge + r // 2] = self.noise_const
+            self._canvas, self._canvas_key = wide, key
+        return self._canvas[:, first + edge: end + edge]
+
+    def _finish(self, y: torch.Tensor, bias_done: bool, cols=None) -> torch.Tensor:
         """noise, bias, lrelu (all pre-multiplied by sqrt(2): lrelu is positively homogeneous)."""
-        y = y.add_(self._noise_term(y.dtype))
+        y = y.add_(self._noise_term(y.dtype, cols))
         if not bias_done:
             y = y.add_((self.bias * SQRT2).to(y.dtype)[None, :, None, None])
         y = F.leaky_relu_(y, LRELU_SLOPE)
@@ -306,19 +360,20 @@ class StyledConv(nn.Module):
             return w_t[None] * coef.transpose(1, 2)[:, :, :, None, None]
         return w[None] * coef[:, :, :, None, None]
 
-    def forward(self, x: torch.Tensor, w: torch.Tensor, mode: str) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, w: torch.Tensor, mode: str, cols=None) -> torch.Tensor:
+        """cols: (first, end, edge) canvas columns of the output on a widened canvas (``Canvas``)."""
         styles = self._styles(w)
         n = x.shape[0]
         gain = SQRT2 * (4.0 if self.up else 1.0)   # act gain, FIR up-sampling gain
         if mode == "nongrouped":
-            return self._forward_nongrouped(x, styles, gain)
+            return self._forward_nongrouped(x, styles, gain, cols)
         wt = self.modulated_weights(styles, gain, transposed=self.up).to(self.dtype)
         if n == 1:  # plain conv with this sample's weights (the "split" path runs one sample at a time)
             if self.up:
                 y = conv_transpose_s2(x, wt[0])
-                return self._finish(blur_after_transposed_conv(y), bias_done=False)
+                return self._finish(blur_after_transposed_conv(y), bias_done=False, cols=cols)
             y = F.conv2d(x, wt[0], (self.bias * SQRT2).to(self.dtype), padding=1)
-            return self._finish(y, bias_done=True)
+            return self._finish(y, bias_done=True, cols=cols)
         # grouped: batch folded into channels
         h, wd = x.shape[2], x.shape[3]
         xg = x.contiguous().reshape(1, n * self.in_ch, h, wd)
@@ -328,7 +383,7 @@ class StyledConv(nn.Module):
         else:
             y = F.conv2d(xg, wt.reshape(n * self.out_ch, self.in_ch, 3, 3), padding=1, groups=n)
         y = y.reshape(n, self.out_ch, y.shape[2], y.shape[3])
-        return self._finish(y, bias_done=False)
+        return self._finish(y, bias_done=False, cols=cols)
 
     def _shared_kernel(self, gain):
         """Cached shared-weight kernel for the non-grouped path: scaled weight x gain, in the layer
@@ -342,7 +397,7 @@ class StyledConv(nn.Module):
             self._kernel_key = key
         return self._kernel
 
-    def _forward_nongrouped(self, x, styles, gain):
+    def _forward_nongrouped(self, x, styles, gain, cols=None):
         """Shared-weight conv; styles scale the input, demodulation scales the output."""
         d = self.demod_coefficients(styles)                          # [N, out]
         k, w_max = self._shared_kernel(gain)
@@ -355,12 +410,12 @@ class StyledConv(nn.Module):
         xs = x * s.to(x.dtype)[:, :, None, None]
         if self.up:
             y = blur_after_transposed_conv(conv_transpose_s2(xs, k))
-            return self._finish(y.mul_(d.to(y.dtype)[:, :, None, None]), bias_done=False)
+            return self._finish(y.mul_(d.to(y.dtype)[:, :, None, None]), bias_done=False, cols=cols)
         if x.shape[0] == 1:  # conv(x) * d + b == (conv(x) + b / d) * d: the bias rides in the conv
             y = F.conv2d(xs, k, ((self.bias * SQRT2) / d[0]).to(self.dtype), padding=1)
-            return self._finish(y.mul_(d.to(y.dtype)[:, :, None, None]), bias_done=True)
+            return self._finish(y.mul_(d.to(y.dtype)[:, :, None, None]), bias_done=True, cols=cols)
         y = F.conv2d(xs, k, padding=1)
-        return self._finish(y.mul_(d.to(y.dtype)[:, :, None, None]), bias_done=False)
+        return self._finish(y.mul_(d.to(y.dtype)[:, :, None, None]), bias_done=False, cols=cols)
 
 
 class ToRGB(nn.Module):
@@ -401,17 +456,35 @@ class SynthesisBlock(nn.Module):
         self.torgb = ToRGB(out_ch, w_dim, img_channels)
         self.dtype = torch.float32
 
-    def forward(self, x, img, ws_block, mode, record=None):
-        """ws_block [N, 3, w_dim] (conv0, conv1, torgb); b4 uses [:, 1:]."""
+    def forward(self, x, img, ws_block, mode, record=None, canvas=None, span=None):
+        """ws_block [N, 3, w_dim] (conv0, conv1, torgb); b4 uses [:, 1:].
+
+        On a widened canvas (``Canvas``), ``span`` is the (first, end) columns x and img cover
+        at the block below (at b4: the constant's); returns (x, img, span) cropped to this
+        block's span. Without a canvas span stays None.
+        """
         x = x.to(self.dtype)
+        r = self.resolution
+        cols = None
+        if canvas is not None:
+            span = (2 * span[0], 2 * span[1]) if self.conv0 is not None else span
+            cols = (span[0], span[1], canvas.edge(r))
         if self.conv0 is not None:
-            x = self.conv0(x, ws_block[:, 0], mode)
-        x = self.conv1(x, ws_block[:, 1], mode)
+            x = self.conv0(x, ws_block[:, 0], mode, cols)
+        x = self.conv1(x, ws_block[:, 1], mode, cols)
         y = self.torgb(x, ws_block[:, 2], mode)
         if record is not None:
             record.append(y.clone())
         img = y if img is None else upsample_skip(img).add_(y)
-        return x, img
+        if canvas is not None:
+            first, end = canvas.span(r)
+            if (first, end) != span:
+                fmt = (torch.channels_last if x.is_contiguous(memory_format=torch.channels_last)
+                       and not x.is_contiguous() else torch.contiguous_format)
+                x = x[..., first - span[0]:end - span[0]].contiguous(memory_format=fmt)
+                img = img[..., first - span[0]:end - span[0]].contiguous()
+            span = (first, end)
+        return x, img, span
 
 
 class SynthesisNetwork(nn.Module):
@@ -437,7 +510,7 @@ class SynthesisNetwork(nn.Module):
         """w indices (conv0, conv1, torgb) of block level k (b4 is k=0; its conv0 is absent)."""
         return (2 * level - 1, 2 * level, 2 * level + 1)
 
-    def _run(self, blocks, first, x, img, ws, mode, record):
+    def _run(self, blocks, first, x, img, ws, mode, record, canvas=None, span=None):
         n = ws.shape[0]
         for k in range(first, len(blocks)):
             block = blocks[k]
@@ -448,12 +521,13 @@ class SynthesisNetwork(nn.Module):
             m = mode
             if mode == "auto-gpu":  # NVIDIA's choice: shared-weight conv for low-precision batches
                 m = "nongrouped" if (block.dtype != torch.float32 and n > 1) else "grouped"
-            x, img = block(x, img, wsb, m, record)
-        return x, img
+            x, img, span = block(x, img, wsb, m, record, canvas, span)
+        return x, img, span
 
     def forward(self, ws: torch.Tensor, resolution: Optional[int] = None, mode: str = "grouped",
-                record: Optional[list] = None):
+                record: Optional[list] = None, width: Optional[int] = None):
         """record: if a list, each block's ToRGB output is appended (for calibration/tests).
+        width: frame width at ``resolution`` on a widened canvas (``Canvas``); None: square.
 
         mode "split" (the CPU path): the low-resolution blocks, whose activations are smaller
         than their weights, run batched on the shared-weight path; from the first block where
@@ -463,36 +537,53 @@ class SynthesisNetwork(nn.Module):
         top = resolution or self.cfg.resolution
         n = ws.shape[0]
         blocks = [b for b in self.blocks() if b.resolution <= top]
-        x = self.const[None].expand(n, -1, -1, -1).to(blocks[0].dtype)
+        canvas = span = None
+        if width is not None and int(width) != top:
+            canvas = Canvas.for_frame(top, int(width))
+            span = canvas.span(4)
+            columns = (torch.arange(span[0], span[1], device=self.const.device) + 2) % 4
+            x = self.const[:, :, columns][None].expand(n, -1, -1, -1).to(blocks[0].dtype)
+        else:
+            x = self.const[None].expand(n, -1, -1, -1).to(blocks[0].dtype)
         if self.channels_last and mode != "grouped":
             x = x.contiguous(memory_format=torch.channels_last)
         if mode != "split" or record is not None:
-            return self._run(blocks, 0, x, None, ws, mode if mode != "split" else "grouped", record)[1]
+            img = self._run(blocks, 0, x, None, ws, mode if mode != "split" else "grouped", record, canvas, span)[1]
+        else:
+            img = self._split_in_threads(blocks, x, ws, canvas, span)
+        if canvas is not None:
+            first, end = canvas.frame()
+            top_first = canvas.span(top)[0]
+            img = img[..., first - top_first:end - top_first]
+        return img
+
+    def _split_in_threads(self, blocks, x, ws, canvas, span):
+        n = ws.shape[0]
         workers = min(n, self.cpu_workers)
         if workers <= 1:
-            return self._split(blocks, x, ws, None)
+            return self._split(blocks, x, ws, None, canvas, span)
         # Samples in parallel, one core each: no OpenMP barriers between the many operations
         # (measured 2-6x faster than 2 OpenMP threads per op on a busy 2-core machine).
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
             with ThreadPoolExecutor(max_workers=workers) as pool:
-                return self._split(blocks, x, ws, pool)
+                return self._split(blocks, x, ws, pool, canvas, span)
         finally:
             torch.set_num_threads(threads)
 
-    def _split(self, blocks, x, ws, pool):
+    def _split(self, blocks, x, ws, pool, canvas=None, span=None):
         first = 0
         while first < len(blocks) and blocks[first].resolution ** 2 < 9 * blocks[first].conv1.out_ch:
             first += 1
-        x, img = self._run(blocks[:first], 0, x, None, ws, "nongrouped", None)
+        x, img, span = self._run(blocks[:first], 0, x, None, ws, "nongrouped", None, canvas, span)
         if first == len(blocks):
             return img
 
         def one(i):
             with torch.no_grad():   # grad mode is per thread
                 imgi = None if img is None else img[i:i + 1]
-                return self._run(blocks, first, x[i:i + 1], imgi, ws[i:i + 1], "split", None)[1]
+                return self._run(blocks, first, x[i:i + 1], imgi, ws[i:i + 1], "split", None, canvas, span)[1]
 
         outs = list(pool.map(one, range(ws.shape[0]))) if pool else [one(i) for i in range(ws.shape[0])]
         return torch.cat(outs, dim=0)

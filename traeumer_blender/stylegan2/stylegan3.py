@@ -42,7 +42,7 @@ from torch import nn
 
 from ..errors import TraeumerError
 from . import untrusted
-from .generator import LOW_PRECISION_RESOLUTIONS, Generator, _as_tensor
+from .generator import LOW_PRECISION_RESOLUTIONS, Generator, _as_tensor, checked_camera
 from .network import Dense, MappingNetwork
 from .untrusted import CheckpointError, clean_text, finite_number, whole_number
 
@@ -98,6 +98,26 @@ class StyleGAN3Config:
     @property
     def n_latent(self) -> int:
         return len(self.layers) + 1
+
+    def output_width(self, input_width: int) -> int:
+        """Columns of the output for a Fourier-feature grid ``input_width`` columns wide (each
+        layer: full conv, up-sampling, padding, both filters, decimation)."""
+        s = int(input_width)
+        for spec in self.layers:
+            length = ((s + spec.kernel - 1) * spec.up + spec.padding[0] + spec.padding[1]
+                      - (spec.up_taps - 1) - (spec.down_taps - 1))
+            s = (length - 1) // spec.down + 1
+        return s
+
+    def input_width_for(self, width: int) -> int:
+        """The narrowest grid (as many columns more or fewer than ``input_size`` on each side)
+        whose output covers a frame ``width`` px wide."""
+        columns = self.input_size
+        while columns > 2 and self.output_width(columns - 2) >= width:
+            columns -= 2
+        while self.output_width(columns) < width:
+            columns += 2
+        return columns
 
     def layer_resolutions(self) -> List[int]:
         def res(cutoff):
@@ -398,6 +418,25 @@ def filtered_lrelu(x, fu, fd, b, up=1, down=1, padding=(0, 0, 0, 0), gain=SQRT2,
 # ---------------------------------------------------------------------------------------------
 # layers
 
+def camera_matrices(camera) -> torch.Tensor:
+    """[N, 3] cameras (x, y, rotation) -> [N, 3, 3] maps from output to feature coordinates.
+
+    x, y: where the frame's centre looks, in frame heights (the input grid's unit: the final
+    image is one unit tall), x to the right, y up; the picture slides the other way (x = 1/R
+    moves it one pixel left). rotation: the camera's roll in degrees, counter-clockwise (the
+    picture turns clockwise). Pixel p then shows what the still camera shows at
+    ``[[c, s, x], [-s, c, -y]] @ p`` (grid rows grow downward, hence the signs). The angle is
+    reduced modulo 360 before it is used, so 360 degrees is exactly the still camera.
+    """
+    cam = torch.as_tensor(camera, dtype=torch.float64).reshape(-1, 3)
+    angle = torch.remainder(cam[:, 2], 360.0) * (math.pi / 180.0)
+    c, s = torch.cos(angle), torch.sin(angle)
+    m = torch.eye(3, dtype=torch.float64).repeat(cam.shape[0], 1, 1)
+    m[:, 0, 0], m[:, 0, 1], m[:, 0, 2] = c, s, cam[:, 0]
+    m[:, 1, 0], m[:, 1, 1], m[:, 1, 2] = -s, c, -cam[:, 1]
+    return m
+
+
 class SynthesisInput(nn.Module):
     """w [N, w_dim] -> Fourier features [N, C, size, size], rotated/translated by affine(w)."""
 
@@ -412,7 +451,10 @@ class SynthesisInput(nn.Module):
         self.register_buffer("freqs", torch.zeros(c, 2))
         self.register_buffer("phases", torch.zeros(c))
 
-    def forward(self, w: torch.Tensor) -> torch.Tensor:
+    def forward(self, w: torch.Tensor, width: Optional[int] = None,
+                camera: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """width: columns of a widened grid (centred like the square one); None: ``size``.
+        ``camera`` [N, 3] (x, y, rotation: ``camera_matrices``) per sample, or None (still)."""
         n = w.shape[0]
         t = self.affine(w)                                  # (r_c, r_s, t_x, t_y)
         t = t / t[:, :2].norm(dim=1, keepdim=True)
@@ -421,12 +463,17 @@ class SynthesisInput(nn.Module):
         shift = torch.eye(3, dtype=w.dtype, device=w.device).repeat(n, 1, 1)
         shift[:, 0, 2], shift[:, 1, 2] = -t[:, 2], -t[:, 3]
         m = rot @ shift @ self.transform[None]              # rotate, translate, then the user's transform
+        if camera is not None:                              # ... which the camera moves (acts first)
+            m = m @ camera_matrices(camera).to(device=w.device, dtype=w.dtype)
         freqs = self.freqs[None] @ m[:, :2, :2]                              # [N, C, 2]
         phases = self.phases[None] + (self.freqs[None] @ m[:, :2, 2:])[..., 0]   # [N, C]
         amp = (1 - (freqs.norm(dim=2) - self.bandwidth) / (self.sampling_rate / 2 - self.bandwidth)).clamp(0, 1)
         # sample centres of a size x size grid, in units of the sampling rate, centred on 0
         grid = (torch.arange(self.size, dtype=w.dtype, device=w.device) + 0.5 - self.size / 2) / self.sampling_rate
-        arg = (freqs[:, :, 0, None, None] * grid[None, None, None, :]
+        columns = self.size if width is None else int(width)
+        grid_x = grid if width is None else \
+            (torch.arange(columns, dtype=w.dtype, device=w.device) + 0.5 - columns / 2) / self.sampling_rate
+        arg = (freqs[:, :, 0, None, None] * grid_x[None, None, None, :]
                + freqs[:, :, 1, None, None] * grid[None, None, :, None] + phases[:, :, None, None])
         x = torch.sin(arg * (2 * math.pi)) * amp[:, :, None, None]          # [N, C, H, W]
         weight = self.weight / math.sqrt(self.channels)
@@ -544,8 +591,9 @@ class SynthesisNetwork3(nn.Module):
         for layer in self.layers:
             layer.reference = bool(on)
 
-    def forward(self, ws: torch.Tensor) -> torch.Tensor:
-        x = self.input(ws[:, 0])
+    def forward(self, ws: torch.Tensor, input_width: Optional[int] = None,
+                camera: Optional[torch.Tensor] = None) -> torch.Tensor:
+        x = self.input(ws[:, 0], input_width, camera)
         return self.run_layers(x, ws) * self.cfg.output_scale
 
     def run_layers(self, x: torch.Tensor, ws: torch.Tensor) -> torch.Tensor:
@@ -896,13 +944,29 @@ class StyleGAN3Generator(Generator):
         every StyleGAN3 layer works at about the output's sampling rate or its own)."""
         return [2 ** i for i in range(2, int(math.log2(self.resolution)) + 1)]
 
+    @property
+    def draft_resolutions(self):
+        """None: StyleGAN3 has no skip branch to take small frames from cheaply."""
+        return []
+
     def set_reference(self, on: bool) -> None:
         """Run the straightforward grouped conv + full-size filtered lrelu (for tests)."""
         self.net.synthesis.set_reference(on)
 
+    has_camera = True
+
     @torch.no_grad()
-    def synthesis(self, ws, resolution: Optional[int] = None) -> torch.Tensor:
-        """ws [N, n_latent, w_dim] -> images [N, 3, R, R] float32 CPU tensor clamped to [-1, 1]."""
+    def synthesis(self, ws, resolution: Optional[int] = None, width: Optional[int] = None,
+                  camera=None) -> torch.Tensor:
+        """ws [N, n_latent, w_dim] -> images [N, 3, R, R] float32 CPU tensor clamped to [-1, 1].
+
+        width: frames ``width`` px wide from a Fourier-feature grid widened (or narrowed) to
+        cover them, cropped to the centre; None or R: square.
+        camera: None (still) or [N, 3] per sample: x, y in frame heights (x right, y up: where
+        the camera looks; the picture slides the other way) and the camera's roll in degrees,
+        counter-clockwise (``camera_matrices``). A zero row renders exactly as no camera.
+        """
+        from .generator import check_frame_width
 
         ws = _as_tensor(ws, self.device)
         if ws.ndim == 2:
@@ -911,7 +975,16 @@ class StyleGAN3Generator(Generator):
             raise TraeumerError(f"ws must be [N, {self.n_latent}, {self.w_dim}], got {list(ws.shape)}")
         if resolution is not None and int(resolution) not in self.preview_resolutions:
             raise TraeumerError(f"preview resolution {resolution} is not one of {self.preview_resolutions}")
-        img = self.net.synthesis(ws.contiguous()).float().clamp_(-1.0, 1.0)
+        cam = checked_camera(camera, ws.shape[0])
+        if cam is not None and not bool(torch.any(cam != 0)):
+            cam = None
+        width = check_frame_width(width, self.resolution)
+        if width is None:
+            img = self.net.synthesis(ws.contiguous(), None, cam).float().clamp_(-1.0, 1.0)
+        else:
+            img = self.net.synthesis(ws.contiguous(), self.cfg.input_width_for(width), cam)
+            first = (img.shape[-1] - width) // 2
+            img = img[..., first:first + width].float().clamp_(-1.0, 1.0)
         return _preview(img, self.resolution, resolution).cpu()
 
     def configure(self, device: torch.device, precision: str) -> None:
