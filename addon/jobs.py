@@ -287,9 +287,11 @@ class GenerateJob(Job):
         return job
 
     def on_progress(self, event):
-        if event.get("stage") in ("draft", "render") and event.get("done"):
+        stage = event.get("stage")
+        if stage in ("draft", "render") and event.get("done"):
             track = self.track
             if track is not None:
+                output.show_in_view(self.folder, event.get("frames", ()), draft=stage == "draft")
                 output.refresh_track(self.scene, track)
 
     def on_styles(self, path):
@@ -405,13 +407,17 @@ class UpdateJob(Job):
         # edited frames show their fresh draft (from a strip under the track's) until their new
         # full frame is written
         output.make_draft_strip(scene, track, folder)
+        if track.draft_size > 0:
+            output.start_view(track, folder, track.frame_count)
         job._send(protocol.UPDATE, styles_path=styles, edits_path=edits, device=settings.device,
                   section_starts=starts)
         _claim_active(job)
         return job
 
     def on_progress(self, event):
-        if event.get("stage") in ("draft", "render") and event.get("done") and self.track is not None:
+        stage = event.get("stage")
+        if stage in ("draft", "render") and event.get("done") and self.track is not None:
+            output.show_in_view(self.folder, event.get("frames", ()), draft=stage == "draft", over_full=True)
             output.refresh_track(self.scene, self.track)
 
     def on_done(self, result):
@@ -419,6 +425,7 @@ class UpdateJob(Job):
         if self.scene is not None and self.track is not None:
             markers.remember_frames(self.scene, self.track)
             output.remove_draft_strip(self.scene, self.track)
+            output.use_full_frames(self.track, self.folder)
         frame_start = self.track.frame_start if self.track is not None else 0
         shown = ", ".join(f"{frame_start + a}–{frame_start + b}" if a != b else f"{frame_start + a}"
                           for a, b in ranges[:6])

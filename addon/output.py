@@ -3,6 +3,7 @@
 
 import os
 import re
+import shutil
 import tempfile
 
 import bpy
@@ -177,26 +178,83 @@ def _dir_path(folder: str) -> str:
 # --- image sequence and material -------------------------------------------------------------------
 
 def make_image(track, folder: str, frame_count: int, resolution: int, drafts: bool = False):
-    """An Image datablock reading the frames as an image sequence: the drafts while a job with
-    drafts is making the full frames (``use_full_frames`` when they are all there)."""
+    """An Image datablock reading the frames as an image sequence; while a job with drafts
+    runs, from the track's view folder (``show_in_view``), else from the frames themselves."""
     name = track.image_name or f"TräumerAI {track.name}"
     image = bpy.data.images.get(name)
     if image is None:
         size = max(int(resolution or 0), 4)
         image = bpy.data.images.new(name, size, size)
     image.source = "SEQUENCE"
-    image.filepath = stored_path(frame_path(draft_dir(folder) if drafts else folder, 0))
     image.use_fake_user = True
     track.image_name = image.name
+    if drafts:
+        start_view(track, folder, frame_count)
+    else:
+        image.filepath = stored_path(frame_path(folder, 0))
     return image
 
 
+# An image sequence reads one folder, so while full frames are being made the texture reads a
+# view folder holding, per frame, a hard link to the best file there is (the full frame, else its
+# draft); it replaces each link as soon as a better file exists and goes when the job is done.
+VIEW_DIR = ".view"
+
+
+def view_dir(folder: str) -> str:
+    return os.path.join(folder, VIEW_DIR)
+
+
+def start_view(track, folder: str, frame_count: int) -> None:
+    """The track's texture reads the view folder: every frame that exists already is linked."""
+    os.makedirs(view_dir(folder), exist_ok=True)
+    for index in range(frame_count):
+        for source in (frame_path(folder, index), frame_path(draft_dir(folder), index)):
+            if os.path.exists(source):
+                _link_into_view(source, folder, index)
+                break
+    image = bpy.data.images.get(track.image_name)
+    if image is not None:
+        image.filepath = stored_path(frame_path(view_dir(folder), 0))
+
+
+def show_in_view(folder: str, indices, draft: bool, over_full: bool = False) -> None:
+    """Frames ``indices`` were just written (drafts or full frames): the view shows them, a
+    draft only where its full frame does not exist (a kept one stays) unless ``over_full``
+    (Update Frames: the full frame is stale)."""
+    if not os.path.isdir(view_dir(folder)):
+        return
+    for index in indices:
+        source = frame_path(draft_dir(folder) if draft else folder, index)
+        if draft and not over_full and os.path.exists(frame_path(folder, index)):
+            continue
+        if os.path.exists(source):
+            _link_into_view(source, folder, index)
+
+
+def _link_into_view(source: str, folder: str, index: int) -> None:
+    target = frame_path(view_dir(folder), index)
+    temp = f"{target}.{os.getpid()}.link"
+    try:
+        try:
+            os.link(source, temp)
+        except OSError:           # a file system without hard links: a copy
+            shutil.copyfile(source, temp)
+        os.replace(temp, target)
+    except OSError:
+        try:
+            os.unlink(temp)
+        except OSError:
+            pass
+
+
 def use_full_frames(track, folder: str) -> None:
-    """The track's strip and image show the full frames (all written)."""
+    """The track's texture reads the full frames (all written); the view folder goes."""
     image = bpy.data.images.get(track.image_name)
     wanted = stored_path(frame_path(folder, 0))
     if image is not None and image.filepath != wanted:
         image.filepath = wanted
+    shutil.rmtree(view_dir(folder), ignore_errors=True)
 
 
 def make_material(track, image, frame_start: int, frame_count: int):

@@ -38,6 +38,11 @@ def pixels(path):
     bpy.data.images.remove(image)
     return values
 
+def same_file(a, b):
+    # whether two files of the job folder hold the same bytes
+    with open(os.path.join(job.folder, a), "rb") as x, open(os.path.join(job.folder, b), "rb") as y:
+        return x.read() == y.read()
+
 def render_strip_at(frame, name):
     scene.frame_set(frame)
     scene.render.filepath = os.path.join({tmp!r}, name)
@@ -82,7 +87,9 @@ def on_event(job, event):
              draft_shown=[list(shown.shape), list(draft.shape), float(shown[:4].std()), float(shown[:, :4].std()),
                           float(shown[:, -4:].std()), float(abs(shown.mean() - draft.mean()))],
              final_10_exists=os.path.exists(os.path.join(job.folder, "frame_000010.png")),
-             texture_while_drafting=bpy.data.images[track.image_name].filepath)
+             texture_while_drafting=bpy.data.images[track.image_name].filepath,
+             view=[same_file("draft/frame_000010.png", ".view/frame_000010.png"),
+                   same_file("frame_000012.png", ".view/frame_000012.png")])
 
 jobs.run_blocking(job, on_event)
 track = scene.traeumer.tracks["Ocean"]
@@ -96,6 +103,7 @@ emit(state=job.state, message=job.message, finals=len(finals), drafts=len(drafts
      track=[track.resolution, track.frame_width, track.draft_size, track.draft_width],
      draft_strip_after=[track.draft_strip, sum(1 for s in compat.all_strips(scene) if "(draft)" in s.name)],
      texture=bpy.data.images[track.image_name].filepath, steps=steps,
+     view_after=os.path.exists(os.path.join(folder, ".view")),
      final_shown=[float(shown[:, :4].std()), float(shown[:, -4:].std()), float(abs(shown.mean() - final.mean()))])
 
 # Update Frames: edited frames get a fresh draft, shown until their new full frame exists
@@ -109,10 +117,14 @@ job = jobs.UpdateJob.start(bpy.context)
 emit(update_draft_strip=[track.draft_strip, output.find_strip(scene, track.draft_strip) is not None])
 def on_update(job, event):
     if event.get("event") == "progress" and event.get("frames"):
-        updates.append([event["stage"], event["frames"]])
+        i = event["frames"][0]
+        kind = "draft/" if event["stage"] == "draft" else ""
+        updates.append([event["stage"], event["frames"],
+                        same_file(f"{{kind}}frame_{{i + 1:06d}}.png", f".view/frame_{{i + 1:06d}}.png")])
 jobs.run_blocking(job, on_update)
 emit(update_state=job.state, update_message=job.message, updates=updates,
-     after_update=[track.draft_strip, sum(1 for s in compat.all_strips(scene) if "(draft)" in s.name)])
+     after_update=[track.draft_strip, sum(1 for s in compat.all_strips(scene) if "(draft)" in s.name),
+                   os.path.exists(os.path.join(folder, ".view")), bpy.data.images[track.image_name].filepath])
 """
 
 
@@ -147,10 +159,13 @@ def test_drafts_first_then_full_frames_in_the_scene_shape(tmp_path, cache_env):
     shown = result["draft_shown"]
     assert shown[0] == [108, 192, 3] and shown[1] == [64, 114, 3]
     assert min(shown[2:5]) > 0.01 and shown[5] < 0.03, shown      # content to the edges, the draft's
-    assert "draft" in result["texture_while_drafting"]
+    # the texture reads the view: per frame a link to the best file (frame 10's draft, frame
+    # 12's full frame)
+    assert ".view" in result["texture_while_drafting"] and result["view"] == [True, True]
     # at the end: full frames everywhere, the draft strip gone, the texture on the full frames
     assert result["draft_strip_after"] == ["", 0]
-    assert "draft" not in result["texture"] and result["texture"].endswith("frame_000001.png")
+    assert ".view" not in result["texture"] and result["texture"].endswith("frame_000001.png")
+    assert not result["view_after"]
     assert min(result["final_shown"][:2]) > 0.01 and result["final_shown"][2] < 0.03
     # Update Frames: drafts of the edited frames first, then their full frames; the draft strip
     # is there while it runs and gone after
@@ -160,7 +175,8 @@ def test_drafts_first_then_full_frames_in_the_scene_shape(tmp_path, cache_env):
     assert updates and updates[0][0] == "draft" and updates[-1][0] == "render"
     assert sorted(i for s in updates if s[0] == "draft" for i in s[1]) == \
         sorted(i for s in updates if s[0] == "render" for i in s[1])
-    assert result["after_update"] == ["", 0]
+    assert all(s[2] for s in updates)      # the texture's view shows each fresh draft, then each new frame
+    assert result["after_update"][:3] == ["", 0, False] and ".view" not in result["after_update"][3]
 
 
 MISSING = """
