@@ -82,6 +82,13 @@ def parse_arguments(argv):
     motion.add_argument("--hold", choices=("none", "beat", "bar"), help="hold the look per beat or per bar")
     motion.add_argument("--no-motion", action="store_true", help="no pulse, no cuts, no hold, no markers")
     motion.add_argument("--beat-markers", action="store_true", help="also mark every beat on the timeline")
+    camera = parser.add_argument_group("camera (StyleGAN3 models; as the engine's generate command)")
+    camera.add_argument("--camera", choices=("still", "music"), help="still (default), or drift and nudge with the music")
+    camera.add_argument("--camera-drift", type=float, help="radius of the slow drift with the tempo (frame heights)")
+    camera.add_argument("--camera-nudge", type=float, help="push on each downbeat (frame heights)")
+    camera.add_argument("--camera-x", type=float, help="where the camera looks, to the right (frame heights)")
+    camera.add_argument("--camera-y", type=float, help="where the camera looks, upward (frame heights)")
+    camera.add_argument("--camera-rotation", type=float, help="camera roll (degrees, counter-clockwise)")
     return parser.parse_args(argv)
 
 
@@ -231,6 +238,30 @@ def apply_settings(scene, args):
         settings.smoothing_coarse, settings.smoothing_middle, settings.smoothing_fine = coarse, middle, fine
 
 
+def apply_camera_settings(ext, scene, args):
+    """The camera options over the scene's camera settings, checked by the engine first."""
+    properties = importlib.import_module(ext.__name__ + ".addon.properties")
+    errors = importlib.import_module(ext.__name__ + ".traeumer_blender.errors")
+    settings = scene.traeumer
+    names = {"camera": "camera_mode", "camera_drift": "camera_drift", "camera_nudge": "camera_nudge",
+             "camera_x": "camera_x", "camera_y": "camera_y", "camera_rotation": "camera_rotation"}
+    chosen = {prop: getattr(args, arg) for arg, prop in names.items() if getattr(args, arg) is not None}
+    if not chosen:
+        return
+    previous = {prop: getattr(settings, prop) for prop in chosen}
+    for prop, value in chosen.items():
+        setattr(settings, prop, value)
+    try:
+        properties.camera_settings(settings)
+    except errors.TraeumerError as error:
+        for prop, value in previous.items():
+            setattr(settings, prop, value)
+        raise RunError(f"camera: {error}") from None
+    for prop, value in chosen.items():      # a property clamps silently: refuse instead
+        if isinstance(value, float) and abs(getattr(settings, prop) - value) > 1e-6 * max(1.0, abs(value)):
+            raise RunError(f"camera: --{prop.replace('_', '-').replace('camera-mode', 'camera')} {value:g} is out of range")
+
+
 def apply_motion_settings(ext, scene, args):
     """The motion options over the scene's motion settings, checked by the engine before any is
     set (a property would clamp a bad value without a word)."""
@@ -351,6 +382,7 @@ def main(argv=None):
         choose_strip(ext, scene, args)
     apply_settings(scene, args)
     apply_motion_settings(ext, scene, args)
+    apply_camera_settings(ext, scene, args)
     if args.blend:
         os.makedirs(os.path.dirname(os.path.abspath(args.blend)), exist_ok=True)
         bpy.ops.wm.save_as_mainfile(filepath=os.path.abspath(args.blend))

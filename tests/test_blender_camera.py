@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from blender_harness import REPO_ROOT, TEST_WORKER_PYTHON, TESTS_DIR, run_in_blender
+from blender_harness import REPO_ROOT, TEST_WORKER_PYTHON, TESTS_DIR, run_in_blender, worker_python_env
 from music_fixtures import click_track_wav
 
 pytestmark = pytest.mark.blender
@@ -183,3 +183,23 @@ emit(refused=[refused, track.state, track.message], torch=torch_imported())
 
 if __name__ == "__main__":
     sys.exit(pytest.main([__file__, "-q", "-m", "blender"]))
+
+
+def test_traeumer_run_camera_options(tmp_path, files):
+    """Scripted runs take the camera options: a music camera on a StyleGAN3 model moves; a value
+    out of range is one line and exit status 2, before any job starts."""
+    import numpy as np
+
+    env = dict(os.environ, BLENDER_USER_RESOURCES=str(tmp_path / "user"), **files["cache"], **worker_python_env())
+    base = [sys.executable, str(REPO_ROOT / "traeumer_run.py"), "--", "--audio", str(files["click"]),
+            "--model", str(files["sg3"]), "--fps", "8", "--duration", "4"]
+    done = subprocess.run(base + ["--out", str(tmp_path / "run"), "--camera", "music", "--camera-nudge", "0.1"],
+                          capture_output=True, text=True, timeout=600, env=env, cwd=str(tmp_path))
+    assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+    with np.load(tmp_path / "run" / "styles.npz", allow_pickle=False) as styles:
+        camera = styles["camera"]
+    assert camera.shape == (32, 3) and np.abs(camera[:, :2]).max() > 0.01
+    bad = subprocess.run(base + ["--out", str(tmp_path / "bad"), "--camera", "music", "--camera-nudge", "50"],
+                         capture_output=True, text=True, timeout=600, env=env, cwd=str(tmp_path))
+    assert bad.returncode == 2 and "camera" in bad.stderr and "Traceback" not in bad.stderr, bad.stderr[-2000:]
+    assert not (tmp_path / "bad" / "styles.npz").exists()
