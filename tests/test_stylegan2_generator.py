@@ -140,6 +140,23 @@ def test_w_stats_seeded_and_cached(tiny, tmp_path):
     assert np.allclose(w.std(0).numpy(), sigma, atol=1e-6)
 
 
+@pytest.mark.skipif(not gen_mod.cpu_has_native_bf16(), reason="the bf16 check runs only on CPUs with native bf16")
+def test_auto_precision_check_is_remembered(tiny, tmp_path):
+    """precision="auto" compares bf16 with fp32 images once per model file (and label, torch, CPU
+    kind); a second load reads the result back instead of rendering again."""
+    cfg, sd, path = tiny
+    first = load_generator(path, device="cpu", precision="auto")
+    files = list((tmp_path / "cache" / "precision").glob("*.json"))
+    assert len(files) == 1 and "bf16_psnr_remembered" not in first.info
+    second = load_generator(path, device="cpu", precision="auto")
+    assert second.info.get("bf16_psnr_remembered") is True
+    assert second.info["bf16_psnr_db"] == pytest.approx(first.info["bf16_psnr_db"])
+    assert second.precision == first.precision
+    files[0].write_text("not json")                                       # a damaged entry is redone
+    again = load_generator(path, device="cpu", precision="auto")
+    assert "bf16_psnr_remembered" not in again.info and again.precision == first.precision
+
+
 def test_bf16_on_cpu_is_close_to_fp32(tiny):
     cfg, sd, path = tiny
     G = load_generator(path, device="cpu", precision="fp32")

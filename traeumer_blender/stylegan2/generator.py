@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import math
 import os
 from typing import Dict, Optional, Tuple
@@ -423,6 +424,35 @@ def bf16_psnr(G: Generator, n: int = 2, seed: int = 7, resolution: Optional[int]
     return min(psnr(ref[i], low[i]) for i in range(n))
 
 
+def _remembered_bf16_psnr(G: Generator, resolution: int) -> float:
+    """``bf16_psnr`` of a model file, remembered in the cache per file, label, torch version and
+    CPU kind: the check renders whole images (about 16 s for a 1024 px StyleGAN3 model), so
+    only a model's first load pays for it."""
+    if G.source_id == "unsaved":
+        return bf16_psnr(G, n=G.bf16_check_samples, resolution=resolution)
+    key = hashlib.sha256(G._stats_key().encode())
+    key.update(f"bf16|{torch.__version__}|{torch.backends.cpu.get_cpu_capability()}|{resolution}|"
+               f"{G.bf16_check_samples}|{type(G).__name__}|v1".encode())
+    path = paths.cache_dir("precision") / f"{key.hexdigest()[:32]}.json"
+    try:
+        with open(path, encoding="utf-8") as stream:
+            value = json.load(stream).get("bf16_psnr_db")
+        if isinstance(value, (int, float)) and math.isfinite(value) and value > 0:
+            G.info["bf16_psnr_remembered"] = True
+            return float(value)
+    except (OSError, ValueError, AttributeError):
+        pass
+    value = bf16_psnr(G, n=G.bf16_check_samples, resolution=resolution)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8") as stream:
+            json.dump({"bf16_psnr_db": value if math.isfinite(value) else 1e9}, stream)
+        os.replace(tmp, path)
+    except OSError:
+        pass
+    return value
+
+
 def pick_precision(G: Generator, device: torch.device, precision: str) -> str:
     precision = str(precision or "auto").lower()
     if precision not in PRECISIONS:
@@ -433,7 +463,7 @@ def pick_precision(G: Generator, device: torch.device, precision: str) -> str:
         if precision == "auto":
             if cpu_has_native_bf16():
                 G.configure(device, "fp32")
-                p = bf16_psnr(G, n=G.bf16_check_samples, resolution=min(G.resolution, 256))
+                p = _remembered_bf16_psnr(G, min(G.resolution, 256))
                 G.info["bf16_psnr_db"] = p
                 return "bf16" if p >= 40.0 else "fp32"
             return "fp32"
