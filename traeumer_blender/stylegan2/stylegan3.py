@@ -320,9 +320,17 @@ def _col_buffer(n, h, tiles, axis: _Axis, c, dtype, device):
     return buf, buf[:n * h * row * c].view(n, h, row, c)
 
 
+class _Threads(ThreadPoolExecutor):
+    """A thread pool that says how many threads it has."""
+
+    def __init__(self, workers: int):
+        super().__init__(max_workers=workers)
+        self.workers = workers
+
+
 def _in_parts(pool, total: int, fn) -> None:
     """fn(start, stop) over ``total`` items: in one go, or split among the pool's threads."""
-    parts = 1 if pool is None else min(total, pool._max_workers)   # a ThreadPoolExecutor's size
+    parts = 1 if pool is None else min(total, pool.workers)
     bounds = [total * i // parts for i in range(parts + 1)]
     if parts <= 1:
         fn(0, total)
@@ -605,7 +613,7 @@ class SynthesisNetwork3(nn.Module):
         if self.layers[0].reference or x.device.type != "cpu" or self.cpu_workers <= 1:
             return self._sequential(x, ws)
         if workers <= 1:        # one sample: its filters' matrix products split among the threads
-            with ThreadPoolExecutor(max_workers=self.cpu_workers) as pool:
+            with _Threads(self.cpu_workers) as pool:
                 return self._sequential(x, ws, pool)
 
         def one(i):
@@ -615,7 +623,7 @@ class SynthesisNetwork3(nn.Module):
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
-            with ThreadPoolExecutor(max_workers=workers) as pool:
+            with _Threads(workers) as pool:
                 return torch.cat(list(pool.map(one, range(n))))
         finally:
             torch.set_num_threads(threads)
