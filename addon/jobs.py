@@ -406,11 +406,11 @@ class UpdateJob(Job):
         track.state = "RUNNING"
         # edited frames show their fresh draft (from a strip under the track's) until their new
         # full frame is written
-        output.make_draft_strip(scene, track, folder)
-        if track.draft_size > 0:
+        drafts = output.make_draft_strip(scene, track, folder)
+        if drafts:
             output.start_view(track, folder, track.frame_count)
         job._send(protocol.UPDATE, styles_path=styles, edits_path=edits, device=settings.device,
-                  section_starts=starts)
+                  section_starts=starts, draft=drafts)
         _claim_active(job)
         return job
 

@@ -112,21 +112,23 @@ def make_image_strip(scene, track, sound_strip, folder: str, frame_count: int, d
     return strip
 
 
-def make_draft_strip(scene, track, folder: str) -> None:
+def make_draft_strip(scene, track, folder: str) -> bool:
     """The draft strip under the track's image strip again (Update Frames: edited frames show
-    their fresh draft until their new full frame exists)."""
+    their fresh draft until their new full frame exists); False when there is none to make or
+    no room for it (the old full frames then stay shown until they are replaced)."""
     strip = find_strip(scene, track.image_strip)
     if strip is None or track.draft_size <= 0:
-        return
+        return False
     remove_draft_strip(scene, track)
     first, end = compat.strip_visible_range(strip)
     channel = strip.channel - 1
     if channel < 1 or _channel_busy(scene, channel, first, end):
-        return          # no room below: the old full frames stay shown until they are replaced
+        return False
     draft = _sequence_strip(scene, f"TräumerAI {track.name} (draft)", draft_dir(folder), channel,
                             int(first), track.frame_count)
     track.draft_strip = draft.name
     fit_strips(scene, track)
+    return True
 
 
 def remove_draft_strip(scene, track) -> None:

@@ -125,6 +125,24 @@ jobs.run_blocking(job, on_update)
 emit(update_state=job.state, update_message=job.message, updates=updates,
      after_update=[track.draft_strip, sum(1 for s in compat.all_strips(scene) if "(draft)" in s.name),
                    os.path.exists(os.path.join(folder, ".view")), bpy.data.images[track.image_name].filepath])
+
+# no room under the image strip for drafts: the update renders no drafts and deletes nothing
+# early, so the old frames stay shown until their new ones replace them
+image_strip = output.find_strip(scene, track.image_strip)
+blocker = compat.new_image_strip(scene, "Other", os.path.join(folder, "frame_000001.png"),
+                                 image_strip.channel - 1, 1)
+points[middle].co[1] -= 3.0
+fcurve.update()
+seen = []
+job = jobs.UpdateJob.start(bpy.context)
+def on_blocked(job, event):
+    if event.get("event") == "progress" and event.get("stage") == "render" and event.get("frames") and not seen:
+        later = [i for s in updates if s[0] == "render" for i in s[1]][-1]
+        seen.append([event["stage"], os.path.exists(os.path.join(folder, f"frame_{{later + 1:06d}}.png"))])
+    elif event.get("event") == "progress" and event.get("stage") == "draft":
+        seen.append(["draft", False])
+jobs.run_blocking(job, on_blocked)
+emit(blocked=[job.state, track.draft_strip, seen[:1], os.path.exists(os.path.join(folder, ".view"))])
 """
 
 
@@ -177,6 +195,9 @@ def test_drafts_first_then_full_frames_in_the_scene_shape(tmp_path, cache_env):
         sorted(i for s in updates if s[0] == "render" for i in s[1])
     assert all(s[2] for s in updates)      # the texture's view shows each fresh draft, then each new frame
     assert result["after_update"][:3] == ["", 0, False] and ".view" not in result["after_update"][3]
+    # with the channel under it taken: no drafts, and the last edited frame's old file is still
+    # there while the first new frames are written
+    assert result["blocked"] == ["DONE", "", [["render", True]], False]
 
 
 MISSING = """

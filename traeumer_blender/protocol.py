@@ -42,7 +42,8 @@ from .errors import TraeumerError
 # 4: generate.draft/draft_size/aspect/first_frames (draft frames first, frames of any aspect)
 #    and progress.frames (which frames a step wrote)
 # 5: generate.camera (the StyleGAN3 camera); camera curve edits travel in update's edits file
-PROTOCOL_VERSION = 5
+# 6: update.draft (whether Blender can show fresh drafts of the edited frames)
+PROTOCOL_VERSION = 6
 # a worker with nothing to do exits after this long (Blender's Idle Timeout preference)
 DEFAULT_IDLE_TIMEOUT_SECONDS = 600.0
 
@@ -131,7 +132,7 @@ REQUEST_FIELDS = {
     # section_starts: the track's section starts (s in the audio file, from its markers); null:
     # the cuts stay as they are
     UPDATE: {"styles_path": _text(), "edits_path": _text(), "device": _text(),
-             "section_starts": Field("floats", None)},
+             "section_starts": Field("floats", None), "draft": Field("bool", True)},
     LABEL_CANDIDATES: {
         "model": _text(), "device": _text(), "seed": Field("int"), "count": Field("int"),
         "resolution": Field("int"), "out_dir": _text(), "base_w": Field("floats", None),

@@ -367,7 +367,7 @@ def frame_ranges(indices) -> list:
 
 
 def update_frames(styles_path, edits_path, progress=None, cancel=None, device="auto",
-                  section_starts=None) -> dict:
+                  section_starts=None, draft=True) -> dict:
     """Worker side of "Update frames": render the frames whose curve values or cuts changed.
 
     edits_path: an .npz with ``values`` [N, C] (the curves evaluated by Blender, columns as in
@@ -375,10 +375,13 @@ def update_frames(styles_path, edits_path, progress=None, cancel=None, device="a
     markers), or None to keep the cuts as they are; they move the cuts of styles made with motion
     and cuts (others ignore them). styles.npz is left as generated; curves.npz records what is now
     on disk (curve values and cuts), so a second update with nothing changed renders nothing.
+    draft: a job that made drafts gives the edited frames fresh drafts first (False: the caller
+    cannot show them, so the old frames stay until they are replaced).
     """
     out_dir = os.path.dirname(os.path.abspath(os.fspath(styles_path)))
     with FolderLock(out_dir, "update frames"):
-        return _update_frames_locked(styles_path, edits_path, progress, cancel, device, out_dir, section_starts)
+        return _update_frames_locked(styles_path, edits_path, progress, cancel, device, out_dir, section_starts,
+                                     draft)
 
 
 def section_cuts(section_starts, frame_times) -> np.ndarray:
@@ -455,7 +458,8 @@ class _CutStyles:
         return stored, base
 
 
-def _update_frames_locked(styles_path, edits_path, progress, cancel, device, out_dir, section_starts) -> dict:
+def _update_frames_locked(styles_path, edits_path, progress, cancel, device, out_dir, section_starts,
+                          draft=True) -> dict:
     from . import smoothing
     from .frames import render_frames
     from .model_cache import get_generator
@@ -513,7 +517,7 @@ def _update_frames_locked(styles_path, edits_path, progress, cancel, device, out
     cameras = edited_cameras(styles.camera, changed, values, curves["baseline"], curves["names"])
 
     render_frames(styles_path, changed, ws_override=new_ws, device=device, progress=progress,
-                  cancel=cancel, lock=False, draft=bool(settings.get("draft_size")), camera_override=cameras)
+                  cancel=cancel, lock=False, draft=draft and bool(settings.get("draft_size")), camera_override=cameras)
     applied = np.array(curves["applied"])
     applied[changed] = values[changed]
     _save_applied(cpath, curves, applied, cuts)

@@ -269,7 +269,7 @@ def handle_update(params: dict, job: Job) -> dict:
 
     return style_edit.update_frames(params["styles_path"], params["edits_path"], progress=job.progress,
                                     cancel=job.cancel, device=params["device"],
-                                    section_starts=params["section_starts"])
+                                    section_starts=params["section_starts"], draft=params["draft"])
 
 
 JOB_HANDLERS = {
