@@ -6,8 +6,8 @@
 For a config-f StyleGAN2 of ``--res`` px (random weights, saved in the package's own format) it
 measures, in one run:
 
-* the styles stage of a whole song (decode, embed, map, smooth; ``generate --styles-only`` on
-  ``--song-seconds`` of the bundled music, looped if it is shorter),
+* the styles stage of a whole song (model load with a cold cache, decode, embed, map, smooth;
+  ``generate --styles-only`` on ``--song-seconds`` of the bundled music, looped if it is shorter),
 * the cost per frame of draft frames (64 px, ``generate --draft``) and of final frames, square
   and 16:9, each the best of ``--reps`` runs over ``--frames`` frames, taking turns,
 
@@ -68,6 +68,9 @@ def main(argv=None):
     ap.add_argument("--keep", action="store_true", help="keep the temporary folder")
     args = ap.parse_args(argv)
     folder = tempfile.mkdtemp(prefix="traeumer-bench-drafts-")
+    # a cold cache: the styles stage includes what a first Generate pays (w statistics, the
+    # bf16 check), as for a model the user has just brought
+    os.environ["TRAEUMER_CACHE_DIR"] = os.path.join(folder, "cache")
     try:
         torch.manual_seed(0)
         model = os.path.join(folder, f"config-f-{args.res}.pt")

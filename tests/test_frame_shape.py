@@ -78,7 +78,7 @@ def test_sg2_cropped_blocks_equal_the_whole_canvas(sg2, ws, monkeypatch):
     the whole widened canvas computed at every block."""
     width = frame_width(R, "21:9")
     cropped = sg2.synthesis(ws, width=width)
-    monkeypatch.setattr(network, "CANVAS_MARGIN", 10_000)
+    monkeypatch.setattr(network, "CANVAS_REACH", 10_000)
     whole = sg2.synthesis(ws, width=width)
     assert torch.allclose(cropped, whole, atol=1e-5)
 

@@ -104,7 +104,9 @@ def upsample_skip(img: torch.Tensor) -> torch.Tensor:
     return F.conv_transpose2d(img, k, stride=2, padding=1, groups=c)
 
 
-CANVAS_MARGIN = 8   # columns kept beyond the frame at every resolution (see Canvas)
+# how far (columns, at a block's resolution) the zero padding at a cut reaches inward within one
+# block: the up-sampling conv and its FIR, the 3x3 conv, the skip image's FIR (see Canvas)
+CANVAS_REACH = 5
 
 
 @dataclass(frozen=True)
@@ -114,10 +116,12 @@ class Canvas:
     Column coordinates at resolution r are centred: the square frame covers [-r/2, r/2). The
     canvas is ``const_width`` columns of the 4x4 constant wide (even; the trained constant in
     the middle, repeated sideways), i.e. [-const_width*r/8, const_width*r/8) at resolution r.
-    Each block computes only the columns over the frame plus CANVAS_MARGIN on either side: the
-    zero padding at such a cut reaches at most 5 columns inward within a block (up-sampling
-    conv, FIR, 3x3 conv), so the kept columns equal those of the whole canvas computed at once
-    and the cost grows with the frame's width, not the canvas's.
+    Each block computes only the columns over the frame plus a margin on either side: the zero
+    padding at such a cut reaches at most CANVAS_REACH columns inward within a block, so a block
+    at r needs a margin m(r) with 2 m(r) - CANVAS_REACH >= m(2r), and the top block none (its
+    frame is the frame): 3, 4, 5, 5, ... columns going down. The kept columns equal those of the
+    whole canvas computed at once (tested), and the cost grows with the frame's width, not the
+    canvas's.
     """
 
     top: int
@@ -133,11 +137,19 @@ class Canvas:
         """Half the canvas's width at resolution r."""
         return self.const_width * r // 8
 
+    def margin(self, r: int) -> int:
+        """Columns kept beyond the frame at resolution r (see the class docstring)."""
+        margin, level = 0, self.top
+        while level > r:
+            margin, level = -(-(margin + CANVAS_REACH) // 2), level // 2
+        return margin
+
     def span(self, r: int):
         """(first, end) columns computed at resolution r (the frame, a margin, inside the canvas)."""
         half = self.width * r / (2 * self.top)
-        return (max(-self.edge(r), math.floor(-half) - CANVAS_MARGIN),
-                min(self.edge(r), math.ceil(half) + CANVAS_MARGIN))
+        margin = self.margin(r)
+        return (max(-self.edge(r), math.floor(-half) - margin),
+                min(self.edge(r), math.ceil(half) + margin))
 
     def frame(self):
         """(first, end) columns of the frame at the top resolution."""
@@ -461,7 +473,8 @@ class SynthesisBlock(nn.Module):
 
         On a widened canvas (``Canvas``), ``span`` is the (first, end) columns x and img cover
         at the block below (at b4: the constant's); returns (x, img, span) cropped to this
-        block's span. Without a canvas span stays None.
+        block's span. The up-sampled x is cut to that span plus the one column the 3x3 conv
+        needs on each side before the conv runs. Without a canvas span stays None.
         """
         x = x.to(self.dtype)
         r = self.resolution
@@ -471,20 +484,35 @@ class SynthesisBlock(nn.Module):
             cols = (span[0], span[1], canvas.edge(r))
         if self.conv0 is not None:
             x = self.conv0(x, ws_block[:, 0], mode, cols)
+        up = span
+        if canvas is not None:
+            first, end = canvas.span(r)
+            span = (max(up[0], first - 1), min(up[1], end + 1))
+            x = _columns(x, up, span)
+            cols = (span[0], span[1], canvas.edge(r))
         x = self.conv1(x, ws_block[:, 1], mode, cols)
         y = self.torgb(x, ws_block[:, 2], mode)
         if record is not None:
             record.append(y.clone())
-        img = y if img is None else upsample_skip(img).add_(y)
+        if img is None:
+            img = y
+        else:
+            img = upsample_skip(img)
+            img = (img if canvas is None else _columns(img, up, span)).add_(y)
         if canvas is not None:
-            first, end = canvas.span(r)
-            if (first, end) != span:
-                fmt = (torch.channels_last if x.is_contiguous(memory_format=torch.channels_last)
-                       and not x.is_contiguous() else torch.contiguous_format)
-                x = x[..., first - span[0]:end - span[0]].contiguous(memory_format=fmt)
-                img = img[..., first - span[0]:end - span[0]].contiguous()
+            x, img = _columns(x, span, (first, end)), _columns(img, span, (first, end))
             span = (first, end)
         return x, img, span
+
+
+def _columns(t: torch.Tensor, have, want) -> torch.Tensor:
+    """Columns ``want`` of a tensor covering columns ``have`` (both (first, end)), contiguous in
+    the tensor's memory format."""
+    if tuple(have) == tuple(want):
+        return t
+    fmt = (torch.channels_last if t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous()
+           else torch.contiguous_format)
+    return t[..., want[0] - have[0]:want[1] - have[0]].contiguous(memory_format=fmt)
 
 
 class SynthesisNetwork(nn.Module):
