@@ -58,6 +58,15 @@ def synthesis_flops(cfg: GeneratorConfig) -> float:
     return total
 
 
+DEVICE = torch.device("cpu")   # --device (a GPU session: cuda)
+
+
+def _sync() -> None:
+    """Wait for the GPU's queued work, so that a timing covers it (nothing to wait for on a CPU)."""
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize()
+
+
 def interleaved(fns: dict, reps: int, warm: bool = True) -> dict:
     """Best time of each function, the functions taking turns (fair on a machine shared with
     others: a burst of load hits all of them, and the best of several runs filters it out)."""
@@ -66,8 +75,10 @@ def interleaved(fns: dict, reps: int, warm: bool = True) -> dict:
     times = {k: [] for k in fns}
     for _ in range(reps):
         for k, fn in fns.items():
+            _sync()
             t = time.perf_counter()
             fn()
+            _sync()
             times[k].append(time.perf_counter() - t)
     return {k: min(v) for k, v in times.items()}
 
@@ -77,8 +88,8 @@ CONV_FLOPS = 2 * 512 * 512 * 9 * 64 * 64
 
 def conv_fn(dtype=torch.float32, fmt=torch.channels_last):
     """A large 3x3 conv (512->512 on 64x64, batch 1): the machine's reference throughput."""
-    x = torch.randn(1, 512, 64, 64).to(dtype=dtype, memory_format=fmt)
-    w = torch.randn(512, 512, 3, 3).to(dtype=dtype, memory_format=fmt)
+    x = torch.randn(1, 512, 64, 64).to(device=DEVICE, dtype=dtype, memory_format=fmt)
+    w = torch.randn(512, 512, 3, 3).to(device=DEVICE, dtype=dtype, memory_format=fmt)
     return lambda: F.conv2d(x, w, padding=1)
 
 
@@ -98,7 +109,7 @@ def sg3_generator(variant: str, res: int, folder: str):
     path = os.path.join(folder, f"sg3{variant}_{res}.pkl")
     fx3.write_nvidia_sg3(path, variant, resolution=res, num_layers=14, margin=10, z_dim=512, w_dim=512,
                          **fx3.NVIDIA_CONFIGS[variant])
-    G = load_generator(path, device="cpu", precision="fp32")
+    G = load_generator(path, device=DEVICE, precision="fp32")
     os.remove(path)
     return G
 
@@ -119,7 +130,7 @@ def bench_sg3(args, native_bf16: bool, cpu: str) -> None:
     for res in args.res:
         sg2 = Generator(config_f(res), source_id="bench")
         sg2.eval().requires_grad_(False)
-        sg2.configure(torch.device("cpu"), "fp32")
+        sg2.configure(DEVICE, "fp32")
         for variant in args.variants:
             with tempfile.TemporaryDirectory() as folder:
                 G = sg3_generator(variant, res, folder)
@@ -147,7 +158,7 @@ def bench_sg3(args, native_bf16: bool, cpu: str) -> None:
 
                     def run(G=G, prec=prec, ws=ws):
                         if G.precision != prec:
-                            G.configure(torch.device("cpu"), prec)
+                            G.configure(DEVICE, prec)
                         return G.synthesis(ws)
                     fns = {"conv": conv, "sg3": run, "sg2": lambda prec=prec, ws2=ws2: run(sg2, prec, ws2)}
                     reps = args.reps if res <= 512 else args.reps_large
@@ -161,7 +172,7 @@ def bench_sg3(args, native_bf16: bool, cpu: str) -> None:
                           f"{conv_gf:.0f} | {100 * gf / conv_gf:.0f}% | {t2 * 1e3:.0f} | {t / t2:.2f}x | {base} |",
                           flush=True)
             if native_bf16 and "bf16" in args.precision:
-                G.configure(torch.device("cpu"), "fp32")
+                G.configure(DEVICE, "fp32")
                 n = 2 if res <= 512 else 1
                 note(f"stylegan3-{variant} {res} px: bf16 vs fp32 PSNR {bf16_psnr(G, n=n):.1f} dB "
                              f"(lowest of {n} random ws)")
@@ -187,7 +198,12 @@ def main(argv=None):
                     help="largest batch timed with the straightforward implementation")
     ap.add_argument("--reps", type=int, default=3, help="timed runs of each variant (best is kept)")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--device", default="cpu", help="cpu (default) or cuda: where the generators run")
     args = ap.parse_args(argv)
+    global DEVICE
+    DEVICE = torch.device(args.device)
+    if DEVICE.type == "cuda" and not torch.cuda.is_available():
+        ap.error("--device cuda: no CUDA GPU here")
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -213,7 +229,7 @@ def main(argv=None):
         cfg = config_f(res)
         G = Generator(cfg, source_id="bench")
         G.eval().requires_grad_(False)
-        G.configure(torch.device("cpu"), "fp32")
+        G.configure(DEVICE, "fp32")
         flops = synthesis_flops(cfg)
         sd = G.net.state_dict()
         for batch in args.batch:
@@ -225,7 +241,7 @@ def main(argv=None):
 
                 def run(prec=prec):
                     if G.precision != prec:
-                        G.configure(torch.device("cpu"), prec)
+                        G.configure(DEVICE, prec)
                     return G.synthesis(ws)
                 fns["gen"] = run
                 with_base = prec == "fp32" and batch <= args.baseline_max_batch
@@ -239,7 +255,7 @@ def main(argv=None):
                 print(f"| {res} | {batch} | {prec} | {1 / t:.2f} | {t * 1e3:.0f} | {gf:.0f} | {conv_gf:.0f} | "
                       f"{100 * gf / conv_gf:.0f}% | {base} |", flush=True)
         if "bf16" in args.precision:
-            G.configure(torch.device("cpu"), "fp32")
+            G.configure(DEVICE, "fp32")
             print(f"\nbf16 vs fp32 at {res} px, 4 random ws: PSNR {bf16_psnr(G, n=4):.1f} dB (lowest of the 4)",
                   flush=True)
         print(f"\n(nominal synthesis cost at {res} px: {flops / 1e9:.1f} GFLOP per image)\n", flush=True)
