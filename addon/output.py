@@ -104,9 +104,7 @@ def make_image_strip(scene, track, sound_strip, folder: str, frame_count: int, d
             channel = free_channel_above(scene, channel, start, end)
         channel += 1 if drafts else 0
     if drafts:
-        draft = _sequence_strip(scene, f"TräumerAI {track.name} (draft)", draft_dir(folder), channel - 1, start,
-                                frame_count)
-        track.draft_strip = draft.name
+        _add_draft_strip(scene, track, folder, channel - 1, start, frame_count)
     strip = _sequence_strip(scene, f"TräumerAI {track.name}", folder, channel, start, frame_count)
     track.image_strip = strip.name
     return strip
@@ -124,11 +122,14 @@ def make_draft_strip(scene, track, folder: str) -> bool:
     channel = strip.channel - 1
     if channel < 1 or _channel_busy(scene, channel, first, end):
         return False
-    draft = _sequence_strip(scene, f"TräumerAI {track.name} (draft)", draft_dir(folder), channel,
-                            int(first), track.frame_count)
-    track.draft_strip = draft.name
+    _add_draft_strip(scene, track, folder, channel, int(first), track.frame_count)
     fit_strips(scene, track)
     return True
+
+
+def _add_draft_strip(scene, track, folder, channel, start, frame_count) -> None:
+    draft = _sequence_strip(scene, f"TräumerAI {track.name} (draft)", draft_dir(folder), channel, start, frame_count)
+    track.draft_strip = draft.name
 
 
 def remove_draft_strip(scene, track) -> None:

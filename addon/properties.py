@@ -15,6 +15,7 @@ from bpy.props import (
 )
 
 from ..traeumer_blender import camera, motion
+from ..traeumer_blender.aspect import format_aspect
 from ..traeumer_blender.layer_groups import DEFAULT_SMOOTHING_SECONDS, GROUP_NAMES
 from ..traeumer_blender.style_edit import COMPONENTS, amount_curve_name, pulse_curve_name
 from . import compat
@@ -159,8 +160,7 @@ def frame_aspect(scene, settings) -> str:
     render = scene.render
     width = Fraction(render.resolution_x) * Fraction(render.pixel_aspect_x).limit_denominator(1000)
     height = Fraction(render.resolution_y) * Fraction(render.pixel_aspect_y).limit_denominator(1000)
-    ratio = width / height
-    return f"{ratio.numerator}:{ratio.denominator}"
+    return format_aspect(width / height)
 
 
 def _camera_properties(cls):

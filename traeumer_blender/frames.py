@@ -14,7 +14,7 @@ import numpy as np
 from . import png
 from .errors import TraeumerError
 from .model_cache import get_generator
-from .output_folder import FolderLock, draft_dir, ensure_writable_folder, frame_path
+from .output_folder import FolderLock, draft_dir, ensure_writable_folder, frame_path, remove_frames
 from .progress import Reporter
 from .styles_file import check_styles_fit, load_styles
 
@@ -97,10 +97,8 @@ def render_batches(generator, layer_ws_for, indices, out_dir, resolution, batch,
                                                      None if camera is None else camera[k:k + CPU_SYNTHESIS_ROWS])
                                     for k in range(0, len(chunk), CPU_SYNTHESIS_ROWS)])
             else:
-                extra = _width_argument(width)
-                if camera is not None:
-                    extra["camera"] = camera
-                images = generator.synthesis(ws.to(generator.device), resolution=resolution, **extra)
+                images = generator.synthesis(ws.to(generator.device), resolution=resolution, width=width,
+                                             camera=camera)
         pixels = _to_uint8_images(images)
         for index, image in zip(chunk, pixels):
             path = frame_path(out_dir, index)
@@ -108,11 +106,6 @@ def render_batches(generator, layer_ws_for, indices, out_dir, resolution, batch,
             written.append(path)
         report(stage, min(first + batch, total), total, chunk)
     return written
-
-
-def _width_argument(width):
-    """``width=`` only for frames that are not square (a generator of older code takes none)."""
-    return {} if width is None else {"width": int(width)}
 
 
 # On the CPU every synthesis call gets exactly this many rows (the last group padded with
@@ -148,10 +141,9 @@ def _synthesize_rows(generator, ws, resolution, width=None, camera=None):
         ws = torch.cat([ws, ws[-1:].expand(CPU_SYNTHESIS_ROWS - count, *ws.shape[1:])])
         if camera is not None:
             camera = np.concatenate([camera, np.repeat(camera[-1:], CPU_SYNTHESIS_ROWS - count, axis=0)])
-    extra = _width_argument(width)
-    if camera is not None and np.any(camera != 0):
-        extra["camera"] = camera
-    return generator.synthesis(ws, resolution=resolution, **extra)[:count]
+    if camera is not None and not np.any(camera != 0):
+        camera = None
+    return generator.synthesis(ws, resolution=resolution, width=width, camera=camera)[:count]
 
 
 def frame_is_kept(out_dir, index, resolution, tag: str, width: int = None) -> bool:
@@ -189,7 +181,7 @@ def render_frames(styles_path, frame_indices=None, ws_override=None, out_dir=Non
     lock: share the folder with other render jobs (``output_folder.FolderLock``); False when the
     caller holds it already. draft: when the job made draft frames, give these frames a fresh
     draft first (Update Frames). Frames keep the job's shape (``frame_width`` in its settings).
-    caller holds it already. camera_override: optional cameras [k, 3] aligned with frame_indices
+    camera_override: optional cameras [k, 3] aligned with frame_indices
     (``camera.py``), used instead of the stored camera path (Update Frames).
     """
     out_dir = os.fspath(out_dir) if out_dir is not None else os.path.dirname(os.path.abspath(styles_path))
@@ -275,11 +267,7 @@ def _render_frames(styles_path, frame_indices, ws_override, out_dir, model, devi
         render_drafts(generator, layer_ws_for, todo, out_dir, draft_size, settings.get("draft_width"),
                       draft_batch(generator), compression, report, lambda i: tag(i, plain_draft_tag))
         # the old full frames are stale: without them the fresh drafts show until they are replaced
-        for index in todo:
-            try:
-                os.unlink(frame_path(out_dir, index))
-            except FileNotFoundError:
-                pass
+        remove_frames(out_dir, todo)
     return render_batches(generator, layer_ws_for, todo, out_dir,
                           render_resolution(generator, styles.resolution), batch or default_batch(generator),
                           compression, report, tag, width=width,

@@ -104,6 +104,15 @@ def _writer_alive(temp_name: str) -> bool:
     return True
 
 
+def remove_frames(out_dir, indices) -> None:
+    """Delete the frame files of frame indices ``indices`` (those that exist)."""
+    for index in indices:
+        try:
+            os.unlink(frame_path(out_dir, index))
+        except FileNotFoundError:
+            pass
+
+
 def remove_partial_files(out_dir, frame_count=None) -> None:
     """Remove temporary files of an interrupted job (frames and styles.npz being written) and,
     with ``frame_count``, frames beyond it (a job of another length wrote them)."""

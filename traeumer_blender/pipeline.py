@@ -52,6 +52,7 @@ from .output_folder import (
     ensure_writable_folder,
     frame_names,
     frame_path,
+    remove_frames,
     remove_partial_files,
 )
 from .paths import file_digest
@@ -304,7 +305,7 @@ def _run_generate_locked(settings, report, started, fps, windows, audio_path, in
         batch = int(settings.batch or default_batch(generator))
         rendered = render_batches(
             generator, styles.layer_ws, todo, out_dir, render_resolution(generator, resolution),
-            batch, compression, report, frames_fp, width=shape["frame_width"],
+            batch, compression, report, frames_fp, width=width,
             camera_for=(lambda chunk: styles.camera[chunk]) if styles.camera is not None else None)
     return GenerateResult(
         out_dir=out_dir, styles_path=styles_path, frame_count=n_frames,
@@ -318,11 +319,7 @@ def _run_generate_locked(settings, report, started, fps, windows, audio_path, in
 def _stale_frames(folder, order, height, tag, width) -> list:
     """The frames of ``order`` (in that order) not kept in ``folder``; their files are removed."""
     todo = [i for i in order if not frame_is_kept(folder, i, height, tag, width)]
-    for index in todo:
-        try:
-            os.unlink(frame_path(folder, index))
-        except FileNotFoundError:
-            pass
+    remove_frames(folder, todo)
     return todo
 
 

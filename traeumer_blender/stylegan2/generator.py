@@ -522,6 +522,12 @@ def load_generator(source, device="auto", precision="auto", label=None) -> Gener
     return G
 
 
+def shape_facts(cfg) -> dict:
+    """What ``inspect-model`` says of any generator's config (StyleGAN2 and StyleGAN3 alike)."""
+    return {"resolution": cfg.resolution, "n_latent": cfg.n_latent, "w_dim": cfg.w_dim, "z_dim": cfg.z_dim,
+            "c_dim": cfg.c_dim, "label_mode": cfg.label_mode, "mapping_layers": len(cfg.mapping_dims) - 1}
+
+
 def inspect_checkpoint(source) -> dict:
     """Describe a checkpoint without building the generator's runtime state."""
     if isinstance(source, str) and source == "default":
@@ -545,13 +551,7 @@ def inspect_checkpoint(source) -> dict:
             start = None
     described = {
         "format": info.get("format"),
-        "resolution": cfg.resolution,
-        "n_latent": cfg.n_latent,
-        "w_dim": cfg.w_dim,
-        "z_dim": cfg.z_dim,
-        "c_dim": cfg.c_dim,
-        "label_mode": cfg.label_mode,
-        "mapping_layers": len(cfg.mapping_dims) - 1,
+        **shape_facts(cfg),
         "channels": dict(ch),
         "channels_summary": ", ".join(runs),
     }

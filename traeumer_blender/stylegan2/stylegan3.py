@@ -902,15 +902,11 @@ def check_canonical(cfg: StyleGAN3Config, tensors: Dict[str, torch.Tensor]) -> N
 def describe(cfg: StyleGAN3Config) -> dict:
     """What ``inspect_checkpoint`` shows for a StyleGAN3 file."""
     sizes = [f"{s.name}: {s.out_size}px x {s.out_channels}" for s in cfg.layers]
+    from .generator import shape_facts
+
     return {
         "architecture": cfg.variant,
-        "resolution": cfg.resolution,
-        "n_latent": cfg.n_latent,
-        "w_dim": cfg.w_dim,
-        "z_dim": cfg.z_dim,
-        "c_dim": cfg.c_dim,
-        "label_mode": cfg.label_mode,
-        "mapping_layers": len(cfg.mapping_dims) - 1,
+        **shape_facts(cfg),
         "input": f"{cfg.input_size}px x {cfg.input_channels} (Fourier features, bandwidth {cfg.input_bandwidth:g})",
         "layers": sizes,
         "layer_resolutions": cfg.layer_resolutions(),
