@@ -29,7 +29,7 @@ GENERATE_PARAMS = dict(audio="/music/song.ogg", out_dir="/frames", fps="30000/10
 # Blender does not ship; ``smoothing`` imports it where it smooths, so ``motion`` loads without it)
 TORCH_FREE_MODULES = ("errors", "protocol", "progress", "timing", "layer_groups", "output_folder",
                       "styles_file", "style_edit", "labels", "mapping", "npz_files", "png", "paths",
-                      "motion", "smoothing", "camera")
+                      "motion", "smoothing", "camera", "aspect")
 
 
 def example_params(cmd):
