@@ -17,7 +17,9 @@ layer plan from NVIDIA's published rules (tests/stylegan3_fixtures.plan), random
 written in NVIDIA's pickle container and loaded by ``load_generator``. Per variant, resolution,
 batch and precision (fp32; bf16 where the CPU has bf16 instructions): images per second, the
 machine's conv throughput taking turns with it, a StyleGAN2 config-f of the same resolution
-taking turns with it (cost ratio per image), and the straightforward path
+taking turns with it (cost ratio per image), at batch 1 the layers' modulated convs alone
+(inputs of each layer's size and precision, no filtered activations: what StyleGAN3 costs even
+if its filters were free, the floor of the ratio), and the straightforward path
 (``G.set_reference(True)``: grouped conv, full-size up-sample / activation / filter passes) on
 the same weights, batch 1, fp32, ``--reference-reps`` runs (one by default: ~70 s at 1024 px).
 Every row names the CPU capability and whether the CPU has native bf16.
@@ -114,13 +116,28 @@ def sg3_generator(variant: str, res: int, folder: str):
     return G
 
 
+def sg3_convs_fn(G, ws):
+    """Only the modulated convs of every layer, on inputs of their size and precision: what one
+    image costs even if the filtered activations were free (the floor of the SG3 / SG2 ratio)."""
+    layers = G.net.synthesis.layers
+    fmt = torch.channels_last if DEVICE.type == "cpu" else torch.contiguous_format
+    xs = [torch.randn(1, L.spec.in_channels, L.spec.in_size, L.spec.in_size, device=DEVICE)
+          .to(L.dtype).contiguous(memory_format=fmt) for L in layers]
+    styles = [L.affine(ws[:1, i + 1].float()) for i, L in enumerate(layers)]
+
+    def run():
+        for L, x, s in zip(layers, xs, styles):
+            L._conv(x, s)
+    return run
+
+
 def bench_sg3(args, native_bf16: bool, cpu: str) -> None:
     import tempfile
 
     conv = conv_fn()
     print("| CPU | model | res | batch | precision | img/s | ms/img | conv GFLOP/s | % of conv | "
-          "StyleGAN2-f ms/img | SG3 / SG2 | straightforward ms/img | speed-up |")
-    print("|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "StyleGAN2-f ms/img | SG3 / SG2 | convs alone ms/img | convs alone / SG2 | straightforward ms/img | speed-up |")
+    print("|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     notes = []
 
     def note(line):   # printed at the end, below the table; at once on stderr (a run may be cut short)
@@ -161,6 +178,9 @@ def bench_sg3(args, native_bf16: bool, cpu: str) -> None:
                             G.configure(DEVICE, prec)
                         return G.synthesis(ws)
                     fns = {"conv": conv, "sg3": run, "sg2": lambda prec=prec, ws2=ws2: run(sg2, prec, ws2)}
+                    if batch == 1:      # after run() has configured the precision
+                        run()
+                        fns["convs"] = sg3_convs_fn(G, ws)
                     reps = args.reps if res <= 512 else args.reps_large
                     best = interleaved(fns, reps=reps, warm=batch == args.batch[0])
                     t = best["sg3"] / batch
@@ -168,8 +188,9 @@ def bench_sg3(args, native_bf16: bool, cpu: str) -> None:
                     conv_gf = CONV_FLOPS / best["conv"] / 1e9
                     t2 = best["sg2"] / batch
                     base = f"{t_ref * 1e3:.0f} | {t_ref / t:.1f}x" if (batch == 1 and prec == "fp32") else "- | -"
+                    floor = f"{best['convs'] * 1e3:.0f} | {best['convs'] / t2:.2f}x" if "convs" in best else "- | -"
                     print(f"| {cpu} | stylegan3-{variant} | {res} | {batch} | {prec} | {1 / t:.3f} | {t * 1e3:.0f} | "
-                          f"{conv_gf:.0f} | {100 * gf / conv_gf:.0f}% | {t2 * 1e3:.0f} | {t / t2:.2f}x | {base} |",
+                          f"{conv_gf:.0f} | {100 * gf / conv_gf:.0f}% | {t2 * 1e3:.0f} | {t / t2:.2f}x | {floor} | {base} |",
                           flush=True)
             if native_bf16 and "bf16" in args.precision:
                 G.configure(DEVICE, "fp32")
@@ -206,10 +227,13 @@ def main(argv=None):
         ap.error("--device cuda: no CUDA GPU here")
     if args.threads:
         torch.set_num_threads(args.threads)
+    from traeumer_blender.allocator import keep_freed_memory
+    kept = keep_freed_memory()      # as the CLI and the worker do
     torch.manual_seed(0)
     native_bf16 = cpu_has_native_bf16()
     print(f"# torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}, "
-          f"CPU capability {torch.backends.cpu.get_cpu_capability()}, native bf16: {native_bf16}")
+          f"CPU capability {torch.backends.cpu.get_cpu_capability()}, native bf16: {native_bf16}, "
+          f"keep_freed_memory: {kept}")
     if args.batch is None:
         args.batch = [1, 4] if args.arch == "sg3" else [1, 4, 8]
     peak = interleaved({"nchw": conv_fn(fmt=torch.contiguous_format), "cl": conv_fn(),

@@ -10,9 +10,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# Runs in a fresh process (the settings are process-wide): allocate and touch 20 blocks of 16 MB
-# (under the 32 MB mmap threshold, so they come from the heap), free them, and read the
-# resident memory after each step.
+# Runs in a fresh process (the settings are process-wide): allocate and touch 5 blocks of 64 MB
+# (above glibc's default mmap threshold of at most 32 MB, so they would be unmapped on free),
+# free them, and read the resident memory after each step.
 CHILD = r"""
 import json, sys
 import numpy as np
@@ -26,7 +26,7 @@ def resident_mb():
 kept = keep_freed_memory()
 again = keep_freed_memory()
 before = resident_mb()
-blocks = [np.ones(4 * 1024 * 1024, dtype=np.float32) for _ in range(20)]
+blocks = [np.ones(16 * 1024 * 1024, dtype=np.float32) for _ in range(5)]
 touched = resident_mb()
 del blocks
 after_free = resident_mb()

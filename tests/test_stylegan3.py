@@ -253,6 +253,31 @@ def test_fast_filtered_lrelu_matches_the_straightforward_one(up, down, taps_up, 
         assert (fast - ref).abs().max().item() < 2e-6 * max(1.0, ref.abs().max().item())
 
 
+@pytest.mark.parametrize("radial", [False, True])
+def test_cache_blocks_and_threads_give_the_same_result(monkeypatch, radial):
+    """Blocks of a few output columns, groups of 2 down-y tiles and a pool of 2 threads (the
+    settings a 1024 px layer gets, at the size of a test): the same result as the reference."""
+    monkeypatch.setattr(sg3, "FIR_MIN_BLOCK", 3)
+    monkeypatch.setattr(sg3, "FIR_BYTES", 1)
+    monkeypatch.setattr(sg3, "FIR_GROUP", 2)
+    g = torch.Generator().manual_seed(7)
+    x = torch.randn(2, 5, 45, 38, generator=g).contiguous(memory_format=torch.channels_last)
+    b = torch.randn(5, generator=g)
+    fu = torch.rand(24, generator=g)
+    fd = torch.rand(12, 12, generator=g) if radial else torch.rand(12, generator=g)
+    fu, fd = fu / fu.sum(), fd / fd.sum()
+    args = (x, fu, fd, b, 4, 2, [-6, -9, -5, -8])
+    ref = sg3.filtered_lrelu_reference(*args, clamp=1.5)
+    torch.set_num_threads(1)
+    try:
+        with sg3._Threads(2) as pool:
+            fast = sg3.filtered_lrelu(*args, clamp=1.5, pool=pool)
+    finally:
+        torch.set_num_threads(2)
+    assert fast.shape == ref.shape == (2, 5, 67, 52)
+    assert (fast - ref).abs().max().item() < 2e-6 * max(1.0, ref.abs().max().item())
+
+
 @pytest.mark.parametrize("variant", ["t", "r"])
 def test_fast_synthesis_matches_the_reference_path(files, variant):
     """Shared-weight modconv + polyphase filters vs grouped per-sample conv + full-size passes."""

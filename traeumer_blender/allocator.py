@@ -1,10 +1,11 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Keep freed memory in the process instead of handing it back to the system (glibc only).
 
-The music and image passes allocate the same large tensors (tens of MB) again for every
-chunk.  By default glibc serves blocks that large with a fresh ``mmap`` and unmaps them on
-free, so every chunk pays a page fault for each 4 KiB it touches (~8 % of the song-wide
-encoder pass, BENCHMARKS.md "Audio").  Raising the mmap and trim thresholds lets the freed
+The music and image passes allocate the same large tensors (tens of MB, a StyleGAN3 layer's
+up-sampling buffers hundreds of MB) again for every chunk or frame.  By default glibc serves
+blocks that large with a fresh ``mmap`` and unmaps them on free, so every chunk pays a page
+fault for each 4 KiB it touches (~8 % of the song-wide encoder pass, BENCHMARKS.md "Audio";
+about 45 % of a 1024 px StyleGAN3 frame, "StyleGAN3").  Raising the mmap and trim thresholds lets the freed
 blocks be reused.  Peak memory is unchanged: the blocks are reused, not added.  A process that
 lives on after a job (the worker) hands the kept memory back with ``release_freed_memory``.
 """
@@ -17,8 +18,9 @@ import sys
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
-_MMAP_THRESHOLD_MAX = 32 * 1024 * 1024      # glibc's ceiling for M_MMAP_THRESHOLD on 64-bit
-_TRIM_THRESHOLD = 1024 * 1024 * 1024
+_MMAP_THRESHOLD = 2 ** 31 - 1               # blocks up to 2 GiB from the heap (glibc 2.36 takes it)
+_MMAP_THRESHOLD_OLD_MAX = 32 * 1024 * 1024  # what older glibc versions accept at most
+_TRIM_THRESHOLD = 2 ** 31 - 1
 
 _applied = False
 
@@ -43,7 +45,8 @@ def keep_freed_memory() -> bool:
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt.restype = ctypes.c_int
-    _applied = bool(mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX)) and bool(mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD))
+    mmap_set = mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD) or mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_OLD_MAX)
+    _applied = bool(mmap_set) and bool(mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD))
     return _applied
 
 

@@ -223,8 +223,9 @@ def _act_(x, gain, slope, clamp):
 
 UP_TILE = 32            # outputs per band tile of the up-sampling passes (rounded to a multiple of up)
 DOWN_TILE = 16          # outputs per band tile of the down-sampling passes
-FIR_CHUNK = 4096        # columns of a strip of the y passes (fits the cache with its up-sampled rows)
-RADIAL_RTOL = 1e-7      # -R's radial filters: separable components kept down to this fraction
+FIR_GROUP = 4           # down-y tiles per block of the y passes
+FIR_BYTES = 1024 * 1024  # up-sampled rows of one block of the y passes (about one core's L2 cache)
+FIR_MIN_BLOCK = 32      # output columns per block at least (a block recomputes kd - down columns)
 _BANDS: Dict[tuple, tuple] = {}   # cached band matrices and radial components
 
 
@@ -262,21 +263,24 @@ def _key(f):
     return None if f is None else (f.data_ptr(), f._version, tuple(f.shape), f.stride(), f.dtype, f.device)
 
 
-def _components(fd) -> List[tuple]:
+def _components(fd, dtype) -> List[tuple]:
     """The down filter as separable (row taps, column taps) pairs: itself, or -R's radial filter
-    by its singular value decomposition (numerically of low rank: 2-5 components)."""
+    by its singular value decomposition, numerically of low rank: the components kept are those
+    above the compute precision's epsilon (relative to the first), smaller ones are below its
+    rounding (fp32: 3-5 components, bf16: 2)."""
     if fd is None or fd.ndim == 1:
         t = _taps(fd)
         return [(t, t)]
     f2 = fd.detach().to("cpu", torch.float64).flip([0, 1])
     u, s, vh = torch.linalg.svd(f2)
-    keep = int((s > s[0] * RADIAL_RTOL).sum().clamp(min=1))
+    keep = int((s > s[0] * torch.finfo(dtype).eps).sum().clamp(min=1))
     return [(u[:, r] * s[r], vh[r]) for r in range(keep)]
 
 
 def _bands(fu, fd, up, down, padding, h, w, dtype, device):
-    """(up x axis, its matrix, up y axis, its matrix, [(down y, down x, matrices) per component],
-    the up-sampled row width, the filters) for these filters and this input size; cached."""
+    """(up x axis, its matrix, up y axis, its matrix, [(down y axis, down x axis, down y matrix,
+    down x taps) per component], the up-sampled row width, the filters) for these filters and this
+    input size; cached."""
     key = (_key(fu), _key(fd), up, down, tuple(padding), h, w, dtype, device)
     hit = _BANDS.get(key)
     if hit is not None:
@@ -298,8 +302,7 @@ def _bands(fu, fd, up, down, padding, h, w, dtype, device):
     ux = _Axis(ku, up, 1, px0, w, wu, tile_u)
     uy = _Axis(ku, up, 1, py0, h, luy, tile_u)
     gu = _taps(fu)
-    comps = [(dy, dx, row.to(device, dtype), col.to(device, dtype))
-             for row, col in ((dy.matrix(r, 1.0), dx.matrix(c, 1.0)) for r, c in _components(fd))]
+    comps = [(dy, dx, dy.matrix(r, 1.0).to(device, dtype), c.to(device, dtype)) for r, c in _components(fd, dtype)]
     hit = (ux, ux.matrix(gu, up).to(device, dtype), uy, uy.matrix(gu, up).to(device, dtype), comps, wu, (fu, fd))
     if len(_BANDS) > 256:
         _BANDS.clear()
@@ -311,13 +314,18 @@ def _tiles(axis: _Axis, out_len: int) -> int:
     return max(-(-out_len // axis.tile), -(-axis.need // axis.step))
 
 
-def _col_buffer(n, h, tiles, axis: _Axis, c, dtype, device):
-    """A zeroed flat buffer whose rows hold ``tiles * step`` inputs each, plus the spill of the
-    last window: every window of the x pass is then a plain [width, C] matrix of it."""
+def _col_buffer(n, h, tiles, axis: _Axis, c, dtype, device, lo, hi):
+    """A flat buffer whose rows hold ``tiles * step`` inputs each, plus the spill of the last
+    window: every window of the x pass is then a plain [width, C] matrix of it. Zero outside
+    the columns [lo, hi) of each row, which the caller fills."""
     row = tiles * axis.step
     spill = max(axis.width - axis.step, 0)
-    buf = torch.zeros(n * h * row * c + spill * c, dtype=dtype, device=device)
-    return buf, buf[:n * h * row * c].view(n, h, row, c)
+    buf = torch.empty(n * h * row * c + spill * c, dtype=dtype, device=device)
+    rows = buf[:n * h * row * c].view(n, h, row, c)
+    rows[:, :, :lo].zero_()
+    rows[:, :, hi:].zero_()
+    buf[n * h * row * c:].zero_()
+    return buf, rows
 
 
 class _Threads(ThreadPoolExecutor):
@@ -338,15 +346,12 @@ def _in_parts(pool, total: int, fn) -> None:
         list(pool.map(lambda i: fn(bounds[i], bounds[i + 1]), range(parts)))
 
 
-def _bmm_band(m, buf, offset, count, axis: _Axis, c, out, pool, accumulate=False):
-    """out[b] (+)= m @ window b of the buffer, for ``count`` windows ``step * c`` apart."""
+def _bmm_band(m, buf, offset, count, axis: _Axis, c, out, pool):
+    """out[b] = m @ window b of the buffer, for ``count`` windows ``step * c`` apart."""
     win = buf.as_strided((count, axis.width, c), (axis.step * c, c, 1), offset)
 
     def part(b0, b1):
-        if accumulate:
-            out[b0:b1].baddbmm_(m.expand(b1 - b0, -1, -1), win[b0:b1])
-        else:
-            torch.bmm(m.expand(b1 - b0, -1, -1), win[b0:b1], out=out[b0:b1])
+        torch.bmm(m.expand(b1 - b0, -1, -1), win[b0:b1], out=out[b0:b1])
     _in_parts(pool, count, part)
 
 
@@ -354,10 +359,11 @@ def filtered_lrelu(x, fu, fd, b, up=1, down=1, padding=(0, 0, 0, 0), gain=SQRT2,
     """Same result as :func:`filtered_lrelu_reference`, as banded matrix products.
 
     Channels last ([N, H, W, C] in memory). Up x: each window of a row times the band matrix
-    (batched). Then, per sample and per block of ``FIR_CHUNK`` columns of the flattened rows,
-    up y, the activation and down y run on a strip that stays in the CPU's cache (the full-size
-    up-sampled image is never written out). Down x as up x. -R's radial down filter runs as its
-    few separable SVD components. ``pool`` (a thread pool, with torch at one thread): the work
+    (batched). Then, per sample, block of columns of the flattened rows and group of
+    ``FIR_GROUP`` down-y tiles, up y, the activation and down y run on about ``FIR_BYTES`` of
+    up-sampled rows that stay in the core's cache (the full-size up-sampled image is never
+    written out), and down x follows on the block's rows (strided depthwise convolutions). -R's
+    radial down filter runs as its few separable SVD components, summed per block. ``pool`` (a thread pool, with torch at one thread): the work
     split among its threads. Returns a channels-last tensor.
     """
     padding = [int(p) for p in padding]
@@ -370,8 +376,8 @@ def filtered_lrelu(x, fu, fd, b, up=1, down=1, padding=(0, 0, 0, 0), gain=SQRT2,
     xl = x.permute(0, 2, 3, 1)                                  # [N, H, W, C] (a view if channels last)
     # up x; the bias is added while copying into the padded row buffer
     tx = wu // ux.tile
-    buf, rows = _col_buffer(n, h, tx, ux, c, dtype, dev)
     lo, hi = max(ux.first, 0), min(w, ux.first + tx * ux.step)
+    buf, rows = _col_buffer(n, h, tx, ux, c, dtype, dev, lo - ux.first, hi - ux.first)
     torch.add(xl[:, :, lo:hi], bias, out=rows[:, :, lo - ux.first:hi - ux.first])
     tyu = _tiles(uy, uy.out_len)
     top = max(-uy.first, 0)
@@ -382,45 +388,56 @@ def filtered_lrelu(x, fu, fd, b, up=1, down=1, padding=(0, 0, 0, 0), gain=SQRT2,
     for s in range(n):
         _bmm_band(mux, buf, s * h * tx * ux.step * c, h * tx, ux, c,
                   xu[s, top:top + h].view(h * tx, ux.tile, c), pool)
-    # up y, activation, down y on column strips
+    # up y, activation, down y and down x: per sample, block of output columns and group of
+    # down-y tiles, on up-sampled rows that stay in the CPU's caches
     ld = wu * c
     dy0, dx0 = comps[0][0], comps[0][1]
-    tyd = _tiles(dy0, dy0.out_len)
-    hd = tyd * dy0.tile
-    spill = max(dx0.width - dx0.step, 0)
-    zbufs = []
-    for _ in comps:
-        zb = torch.empty(n * hd * ld + spill * c, dtype=dtype, device=dev)
-        zb[n * hd * ld:].zero_()
-        zbufs.append(zb)
-    strip_rows = max(tyu * uy.tile, (tyd - 1) * dy0.step + dy0.width)
-    chunks = -(-ld // FIR_CHUNK)
+    oy, ox, kd = dy0.out_len, dx0.out_len, dx0.taps
+    ut, ds, dw, dt = uy.tile, dy0.step, dy0.width, dy0.tile
+    tyd = -(-oy // dt)
+    group = min(FIR_GROUP, tyd)
+    buf_rows = (-(-((group - 1) * ds + dw) // ut) + 1) * ut      # up tiles a group reads, any alignment
+    bw = min(ox, max(FIR_MIN_BLOCK, FIR_BYTES // (buf_rows * down * c * x.element_size())))
+    blocks, groups = -(-ox // bw), -(-tyd // group)
+    pw_max = (bw - 1) * down + kd                                 # up-sampled columns of a block
+    # the activation's gain moves into the down filter (leaky ReLU and clamp commute with it)
+    mdys = [mdy * gain if gain != 1.0 else mdy for _, _, mdy, _ in comps]
+    taps_x = [t.reshape(1, 1, 1, -1).expand(c, 1, 1, -1).contiguous() for *_, t in comps]
+    act_clamp = None if clamp is None else clamp / gain
+    out = torch.empty(n, oy, ox, c, dtype=dtype, device=dev)
 
     def strips(j0, j1):
-        u = torch.empty(strip_rows, FIR_CHUNK, dtype=dtype, device=dev)
-        u[tyu * uy.tile:].zero_()
+        ub = torch.empty(buf_rows * pw_max * c, dtype=dtype, device=dev)
+        db = torch.empty(group * dt * pw_max * c, dtype=dtype, device=dev)
         for j in range(j0, j1):
-            s, c0 = divmod(j, chunks)
-            c0 *= FIR_CHUNK
-            c1 = min(c0 + FIR_CHUNK, ld)
-            src = xu[s].view(hp, ld)
-            for t in range(tyu):
-                r0 = uy.first + top + t * uy.step
-                torch.mm(muy, src[r0:r0 + uy.width, c0:c1], out=u[t * uy.tile:(t + 1) * uy.tile, :c1 - c0])
-            _act_(u[:uy.out_len, :c1 - c0], gain, slope, clamp)
-            for (dy, _, mdy, _), zb in zip(comps, zbufs):
-                dst = zb[s * hd * ld:(s + 1) * hd * ld].view(hd, ld)
-                for t in range(tyd):
-                    r0 = t * dy.step
-                    torch.mm(mdy, u[r0:r0 + dy.width, :c1 - c0], out=dst[t * dy.tile:(t + 1) * dy.tile, c0:c1])
-    _in_parts(pool, n * chunks, strips)
-    # down x (the radial filter's components summed)
-    tdx = wu // dx0.step
-    out = torch.empty(n * hd * tdx, dx0.tile, c, dtype=dtype, device=dev)
-    for k, ((_, dx, _, mdx), zb) in enumerate(zip(comps, zbufs)):
-        _bmm_band(mdx, zb, 0, n * hd * tdx, dx, c, out, pool, accumulate=k > 0)
-    out = out.view(n, hd, tdx * dx0.tile, c)
-    return out[:, :dy0.out_len, :dx0.out_len].permute(0, 3, 1, 2)
+            s, rest = divmod(j, blocks * groups)
+            k, g = divmod(rest, groups)
+            q0, q1 = k * bw, min(ox, (k + 1) * bw)
+            pw = (q1 - 1 - q0) * down + kd
+            wc = pw * c
+            t0, t1 = g * group, min(tyd, (g + 1) * group)
+            r0, r1 = t0 * ds, (t1 - 1) * ds + dw                  # up-sampled rows this group reads
+            a, b = r0 // ut, min(tyu, -(-r1 // ut))
+            u = ub[:buf_rows * wc].view(buf_rows, wc)
+            win = xu.as_strided((b - a, uy.width, wc), (uy.step * ld, ld, 1),
+                                (s * hp + top + uy.first + a * uy.step) * ld + q0 * down * c)
+            torch.bmm(muy.expand(b - a, -1, -1), win, out=u[:(b - a) * ut].view(b - a, ut, wc))
+            valid = max(0, min((b - a) * ut, uy.out_len - a * ut))
+            _act_(u[:valid], 1.0, slope, act_clamp)
+            if (b - a) * ut < r1 - a * ut:
+                u[(b - a) * ut:r1 - a * ut].zero_()
+            urows = u.as_strided((t1 - t0, dw, wc), (ds * wc, wc, 1), (r0 - a * ut) * wc)
+            y0, y1 = t0 * dt, min(oy, t1 * dt)
+            d = db[:(t1 - t0) * dt * wc].view(t1 - t0, dt, wc)
+            acc = None
+            for mdy, tx_ in zip(mdys, taps_x):
+                torch.bmm(mdy.expand(t1 - t0, -1, -1), urows, out=d)
+                dv = d.view(1, (t1 - t0) * dt, pw, c)[:, :y1 - y0].permute(0, 3, 1, 2)
+                y = F.conv2d(dv, tx_, stride=(1, down), groups=c)         # [1, C, y1 - y0, q1 - q0]
+                acc = y if acc is None else acc.add_(y)
+            out[s, y0:y1, q0:q1] = acc[0].permute(1, 2, 0)
+    _in_parts(pool, n * blocks * groups, strips)
+    return out.permute(0, 3, 1, 2)
 
 
 # ---------------------------------------------------------------------------------------------
