@@ -116,6 +116,19 @@ def sg3_generator(variant: str, res: int, folder: str):
     return G
 
 
+def sg3_upsampled_values(G) -> float:
+    """Values per image the filtered leaky ReLUs evaluate the activation on (the up-sampled,
+    padded grids of every layer but ToRGB, times its channels)."""
+    total = 0.0
+    for s in G.cfg.layers:
+        if s.is_torgb:
+            continue
+        px0, px1, py0, py1 = s.padding
+        n = (s.in_size + s.kernel - 1) * s.up
+        total += (n + px0 + px1 - s.up_taps + 1) * (n + py0 + py1 - s.up_taps + 1) * s.out_channels
+    return total
+
+
 def sg3_convs_fn(G, ws):
     """Only the modulated convs of every layer, on inputs of their size and precision: what one
     image costs even if the filtered activations were free (the floor of the SG3 / SG2 ratio)."""
@@ -199,6 +212,9 @@ def bench_sg3(args, native_bf16: bool, cpu: str) -> None:
                              f"(lowest of {n} random ws)")
             note(f"stylegan3-{variant} {res} px: nominal modulated-conv cost {flops / 1e9:.0f} GFLOP per image "
                          f"(StyleGAN2-f: {synthesis_flops(sg2.cfg) / 1e9:.0f})")
+            values = sg3_upsampled_values(G)
+            note(f"stylegan3-{variant} {res} px: {values / 1e9:.2f} G up-sampled activation values per image; "
+                 f"their up y and down y taps alone (6 + 6 multiply-adds each) are {24 * values / 1e9:.0f} GFLOP")
             del G
     print()
     for line in notes:

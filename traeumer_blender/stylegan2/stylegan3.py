@@ -277,11 +277,11 @@ def _components(fd, dtype) -> List[tuple]:
     return [(u[:, r] * s[r], vh[r]) for r in range(keep)]
 
 
-def _bands(fu, fd, up, down, padding, h, w, dtype, device):
+def _bands(fu, fd, up, down, padding, h, w, dtype, device, down_gain=1.0):
     """(up x axis, its matrix, up y axis, its matrix, [(down y axis, down x axis, down y matrix,
     down x taps) per component], the up-sampled row width, the filters) for these filters and this
-    input size; cached."""
-    key = (_key(fu), _key(fd), up, down, tuple(padding), h, w, dtype, device)
+    input size; cached. ``down_gain`` scales the down y matrices (before rounding to ``dtype``)."""
+    key = (_key(fu), _key(fd), up, down, tuple(padding), h, w, dtype, device, down_gain)
     hit = _BANDS.get(key)
     if hit is not None:
         return hit
@@ -302,7 +302,7 @@ def _bands(fu, fd, up, down, padding, h, w, dtype, device):
     ux = _Axis(ku, up, 1, px0, w, wu, tile_u)
     uy = _Axis(ku, up, 1, py0, h, luy, tile_u)
     gu = _taps(fu)
-    comps = [(dy, dx, dy.matrix(r, 1.0).to(device, dtype), c.to(device, dtype)) for r, c in _components(fd, dtype)]
+    comps = [(dy, dx, dy.matrix(r, down_gain).to(device, dtype), c.to(device, dtype)) for r, c in _components(fd, dtype)]
     hit = (ux, ux.matrix(gu, up).to(device, dtype), uy, uy.matrix(gu, up).to(device, dtype), comps, wu, (fu, fd))
     if len(_BANDS) > 256:
         _BANDS.clear()
@@ -372,7 +372,8 @@ def filtered_lrelu(x, fu, fd, b, up=1, down=1, padding=(0, 0, 0, 0), gain=SQRT2,
     bias = b.to(dtype)
     if up == 1 and down == 1 and fu is None and fd is None and not any(padding):
         return _act_(x + bias.reshape(1, -1, 1, 1), gain, slope, clamp)
-    ux, mux, uy, muy, comps, wu, _ = _bands(fu, fd, up, down, padding, h, w, dtype, dev)
+    # the activation's gain moves into the down y filter (leaky ReLU and clamp commute with it)
+    ux, mux, uy, muy, comps, wu, _ = _bands(fu, fd, up, down, padding, h, w, dtype, dev, gain)
     xl = x.permute(0, 2, 3, 1)                                  # [N, H, W, C] (a view if channels last)
     # up x; the bias is added while copying into the padded row buffer
     tx = wu // ux.tile
@@ -400,8 +401,7 @@ def filtered_lrelu(x, fu, fd, b, up=1, down=1, padding=(0, 0, 0, 0), gain=SQRT2,
     bw = min(ox, max(FIR_MIN_BLOCK, FIR_BYTES // (buf_rows * down * c * x.element_size())))
     blocks, groups = -(-ox // bw), -(-tyd // group)
     pw_max = (bw - 1) * down + kd                                 # up-sampled columns of a block
-    # the activation's gain moves into the down filter (leaky ReLU and clamp commute with it)
-    mdys = [mdy * gain if gain != 1.0 else mdy for _, _, mdy, _ in comps]
+    mdys = [mdy for _, _, mdy, _ in comps]
     taps_x = [t.reshape(1, 1, 1, -1).expand(c, 1, 1, -1).contiguous() for *_, t in comps]
     act_clamp = None if clamp is None else clamp / gain
     out = torch.empty(n, oy, ox, c, dtype=dtype, device=dev)
