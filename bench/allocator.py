@@ -1,96 +1,140 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Benchmark of the allocator setting on whole generator frames (a script, not a test).
 
-    .venv/bin/python bench/allocator.py [--res 1024] [--reps 3] [--arch sg2 sg3]
+    .venv/bin/python bench/allocator.py [--res 1024] [--batch 1 4] [--reps 2] [--rounds 2]
 
 glibc serves a block above its mmap threshold with fresh pages and unmaps it on free, so a
 frame whose layers allocate blocks of hundreds of MB page-faults on every 4 KiB it touches,
-every frame. ``keep_freed_memory`` (allocator.py) raises the threshold. This times one frame of
-a StyleGAN2 config-f and of a StyleGAN3-T (random weights, batch 1; fp32, and bf16 where the CPU
-has native bf16) with the threshold at 32 MiB (the most older glibc versions take, the
-project's setting before) and at 2 GiB (the setting now), the two taking turns in one run (a
-warm-up frame after each switch, then the best of ``--reps``), and prints ms per frame, the
-ratio and the process's system time (page faults) per frame. Linux with glibc only.
+every frame; a thread's own arena does so above 64 MiB whatever the threshold (the CPU renders
+the rows of a batch in parallel threads). ``keep_freed_memory`` (allocator.py) raises the
+threshold and makes the threads share the main arena. This times frames of a StyleGAN2
+config-f and of a StyleGAN3-T (random weights; batch 1 and 4, the pipeline's CPU calls having
+4 rows; fp32, and bf16 where the CPU has native bf16) under three settings: the threshold at
+32 MiB (the most older glibc versions take, the project's setting before), at 2 GiB, and at
+2 GiB with one arena (the setting now). The arena limit only holds for arenas not yet made, so
+each setting runs in a fresh process that applies it first; the processes take turns, one at
+a time, ``--rounds`` times (a warm-up call, then the best of ``--reps``). It prints ms per
+frame, the ratios against the first setting and the system (kernel, page-fault) time per
+frame. Linux with glibc only.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
+import subprocess
 import sys
 import tempfile
 import time
 
 import torch
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from generator import config_f, sg3_generator  # noqa: E402
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, ".."))
+sys.path.insert(0, HERE)
 
 from traeumer_blender import allocator  # noqa: E402
-from traeumer_blender.stylegan2.generator import Generator, cpu_has_native_bf16  # noqa: E402
 
-THRESHOLDS = {"32 MiB": allocator._MMAP_THRESHOLD_OLD_MAX, "2 GiB": allocator._MMAP_THRESHOLD}
+# (mmap threshold, arenas at most); 64 stands for glibc's default limit (8 per core)
+SETTINGS = {"32 MiB": (allocator._MMAP_THRESHOLD_OLD_MAX, 64), "2 GiB": (allocator._MMAP_THRESHOLD, 64),
+            "2 GiB, one arena": (allocator._MMAP_THRESHOLD, 1)}
 
 
-def set_threshold(value: int) -> None:
+def apply(setting) -> None:
+    threshold, arenas = setting
     mallopt = allocator._glibc_function("mallopt")
-    if mallopt is None or not mallopt(allocator._M_MMAP_THRESHOLD, value):
-        sys.exit("bench/allocator.py: glibc's mallopt is not available or refused the threshold")
-    mallopt(allocator._M_TRIM_THRESHOLD, allocator._TRIM_THRESHOLD)
-    allocator.release_freed_memory()
+    if mallopt is None or not (mallopt(allocator._M_MMAP_THRESHOLD, threshold)
+                               and mallopt(allocator._M_ARENA_MAX, arenas)
+                               and mallopt(allocator._M_TRIM_THRESHOLD, allocator._TRIM_THRESHOLD)):
+        sys.exit("bench/allocator.py: glibc's mallopt is not available or refused a setting")
 
 
 def frame_time(G, ws, reps: int):
-    """(best seconds per frame, system seconds per frame) after a warm-up frame."""
+    """(best seconds per frame, system seconds per frame) after a warm-up call."""
     G.synthesis(ws)
     best, sys0 = float("inf"), resource.getrusage(resource.RUSAGE_SELF).ru_stime
     for _ in range(reps):
         t = time.perf_counter()
         G.synthesis(ws)
         best = min(best, time.perf_counter() - t)
-    return best, (resource.getrusage(resource.RUSAGE_SELF).ru_stime - sys0) / reps
+    frames = ws.shape[0]
+    return best / frames, (resource.getrusage(resource.RUSAGE_SELF).ru_stime - sys0) / reps / frames
 
 
 @torch.no_grad()
+def child(setting: str, model: str, res: int, batches, precisions, reps: int) -> None:
+    """One process, one setting (applied before anything allocates in threads): a JSON line."""
+    apply(SETTINGS[setting])
+    from generator import config_f, sg3_generator
+
+    from traeumer_blender.stylegan2.generator import Generator
+
+    torch.manual_seed(0)
+    if model == "stylegan2-f":
+        G = Generator(config_f(res), source_id="bench")
+        G.eval().requires_grad_(False)
+
+        def make_ws(n):
+            return torch.randn(n, G.n_latent, G.w_dim, generator=torch.Generator().manual_seed(n))
+    else:
+        with tempfile.TemporaryDirectory() as folder:
+            G = sg3_generator("t", res, folder)
+
+        def make_ws(n):
+            return G.mapping(torch.randn(n, G.z_dim, generator=torch.Generator().manual_seed(n)))
+    out = {}
+    for batch in batches:
+        ws = make_ws(batch)
+        for prec in precisions:
+            G.configure(torch.device("cpu"), prec)
+            out[f"{batch} {prec}"] = frame_time(G, ws, reps)
+    print(json.dumps(out))
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[1])
     ap.add_argument("--res", type=int, default=1024)
-    ap.add_argument("--reps", type=int, default=3, help="timed frames per setting and round")
+    ap.add_argument("--batch", type=int, nargs="+", default=[1, 4], help="frames per call")
+    ap.add_argument("--reps", type=int, default=2, help="timed calls per setting, round and case")
     ap.add_argument("--rounds", type=int, default=2, help="times each setting takes its turn")
     ap.add_argument("--arch", nargs="+", choices=["sg2", "sg3"], default=["sg2", "sg3"])
+    ap.add_argument("--child", nargs=2, metavar=("SETTING", "MODEL"), help=argparse.SUPPRESS)
+    ap.add_argument("--precision", nargs="+", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.child:
+        return child(args.child[0], args.child[1], args.res, args.batch, args.precision, args.reps)
+    from traeumer_blender.stylegan2.generator import cpu_has_native_bf16
+
     native_bf16 = cpu_has_native_bf16()
-    print(f"# torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"CPU capability {torch.backends.cpu.get_cpu_capability()}, native bf16: {native_bf16}")
-    models = {}
-    if "sg2" in args.arch:
-        g2 = Generator(config_f(args.res), source_id="bench")
-        g2.eval().requires_grad_(False)
-        models["stylegan2-f"] = (g2, torch.randn(1, g2.n_latent, g2.w_dim))
-    if "sg3" in args.arch:
-        with tempfile.TemporaryDirectory() as folder:
-            g3 = sg3_generator("t", args.res, folder)
-        models["stylegan3-t"] = (g3, g3.mapping(torch.randn(1, g3.z_dim)))
-    print("| CPU | model | res | precision | ms/frame, 32 MiB | ms/frame, 2 GiB | speed-up | "
-          "system s/frame, 32 MiB | system s/frame, 2 GiB |")
-    print("|---|---|---:|---|---:|---:|---:|---:|---:|")
+    precisions = ["fp32", "bf16"] if native_bf16 else ["fp32"]
     cpu = f"{torch.backends.cpu.get_cpu_capability()}, {'avx512_bf16' if native_bf16 else 'no avx512_bf16'}"
-    for name, (G, ws) in models.items():
-        for prec in ["fp32", "bf16"] if native_bf16 else ["fp32"]:
-            G.configure(torch.device("cpu"), prec)
-            best = {k: (float("inf"), 0.0) for k in THRESHOLDS}
-            for _ in range(args.rounds):
-                for label, value in THRESHOLDS.items():
-                    set_threshold(value)
-                    t, s = frame_time(G, ws, args.reps)
-                    if t < best[label][0]:
-                        best[label] = (t, s)
-            (t_old, s_old), (t_new, s_new) = best["32 MiB"], best["2 GiB"]
-            print(f"| {cpu} | {name} | {args.res} | {prec} | {t_old * 1e3:.0f} | {t_new * 1e3:.0f} | "
-                  f"{t_old / t_new:.2f}x | {s_old:.2f} | {s_new:.2f} |", flush=True)
+    print(f"# torch {torch.__version__}, {torch.get_num_threads()} threads, CPU capability {cpu}")
+    labels = list(SETTINGS)
+    models = [m for a, m in (("sg2", "stylegan2-f"), ("sg3", "stylegan3-t")) if a in args.arch]
+    best = {}
+    for _ in range(args.rounds):
+        for model in models:
+            for label in labels:
+                cmd = [sys.executable, os.path.abspath(__file__), "--child", label, model, "--res", str(args.res),
+                       "--reps", str(args.reps), "--batch", *map(str, args.batch), "--precision", *precisions]
+                result = subprocess.run(cmd, capture_output=True, text=True, check=True)
+                for case, (t, s) in json.loads(result.stdout.strip().splitlines()[-1]).items():
+                    key = (model, case, label)
+                    if key not in best or t < best[key][0]:
+                        best[key] = (t, s)
+    print("| CPU | model | res | batch | precision | " + " | ".join(f"ms/frame, {k}" for k in labels)
+          + " | speed-up, 2 GiB | speed-up, now | " + " | ".join(f"system s/frame, {k}" for k in labels) + " |")
+    print("|---|---|---:|---:|---|" + "---:|" * (2 * len(labels) + 2))
+    for model in models:
+        for batch in args.batch:
+            for prec in precisions:
+                row = [best[(model, f"{batch} {prec}", k)] for k in labels]
+                t = [r[0] for r in row]
+                print(f"| {cpu} | {model} | {args.res} | {batch} | {prec} | "
+                      + " | ".join(f"{v * 1e3:.0f}" for v in t) + f" | {t[0] / t[1]:.2f}x | {t[0] / t[2]:.2f}x | "
+                      + " | ".join(f"{r[1]:.2f}" for r in row) + " |")
 
 
 if __name__ == "__main__":

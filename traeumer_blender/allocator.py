@@ -2,11 +2,13 @@
 """Keep freed memory in the process instead of handing it back to the system (glibc only).
 
 The music and image passes allocate the same large tensors (tens of MB, a StyleGAN3 layer's
-up-sampling buffers hundreds of MB) again for every chunk or frame.  By default glibc serves
-blocks that large with a fresh ``mmap`` and unmaps them on free, so every chunk pays a page
-fault for each 4 KiB it touches (~8 % of the song-wide encoder pass, BENCHMARKS.md "Audio";
-about 45 % of a 1024 px StyleGAN3 frame, "StyleGAN3").  Raising the mmap and trim thresholds lets the freed
-blocks be reused.  Peak memory is unchanged: the blocks are reused, not added.  A process that
+buffers hundreds of MB) again for every chunk or frame.  By default glibc serves blocks that
+large with a fresh ``mmap`` and unmaps them on free, so every chunk pays a page fault for each
+4 KiB it touches (~8 % of the song-wide encoder pass, BENCHMARKS.md "Audio"; a 1024 px
+StyleGAN2 frame ran 1.7x faster without them, "StyleGAN3").  Raising the mmap and trim
+thresholds lets the freed blocks be reused.  Threads share the main arena: a thread's own arena
+serves blocks above its 64 MiB heap size by ``mmap`` whatever the threshold, and the CPU renders
+the rows of its frames in parallel threads.  Peak memory is unchanged: the blocks are reused, not added.  A process that
 lives on after a job (the worker) hands the kept memory back with ``release_freed_memory``.
 """
 
@@ -18,6 +20,7 @@ import sys
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
+_M_ARENA_MAX = -8
 _MMAP_THRESHOLD = 2 ** 31 - 1               # blocks up to 2 GiB from the heap (glibc 2.36 takes it)
 _MMAP_THRESHOLD_OLD_MAX = 32 * 1024 * 1024  # what older glibc versions accept at most
 _TRIM_THRESHOLD = 2 ** 31 - 1
@@ -46,7 +49,8 @@ def keep_freed_memory() -> bool:
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt.restype = ctypes.c_int
     mmap_set = mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD) or mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_OLD_MAX)
-    _applied = bool(mmap_set) and bool(mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD))
+    _applied = (bool(mmap_set) and bool(mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD))
+                and bool(mallopt(_M_ARENA_MAX, 1)))
     return _applied
 
 
