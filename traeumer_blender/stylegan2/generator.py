@@ -424,15 +424,21 @@ def bf16_psnr(G: Generator, n: int = 2, seed: int = 7, resolution: Optional[int]
     return min(psnr(ref[i], low[i]) for i in range(n))
 
 
+# Raised when the bf16 maths change, so that remembered checks are made again (2: StyleGAN3's
+# activation gain folded into its down filters before rounding, radial components by precision).
+PRECISION_CHECK_VERSION = 2
+
+
 def _remembered_bf16_psnr(G: Generator, resolution: int) -> float:
     """``bf16_psnr`` of a model file, remembered in the cache per file, label, torch version and
-    CPU kind: the check renders whole images (about 16 s for a 1024 px StyleGAN3 model), so
-    only a model's first load pays for it."""
+    CPU kind and version of the low-precision maths (``PRECISION_CHECK_VERSION``): the check
+    renders whole images (about 5 s for a 1024 px StyleGAN3-T model), so only a model's first
+    load pays for it."""
     if G.source_id == "unsaved":
         return bf16_psnr(G, n=G.bf16_check_samples, resolution=resolution)
     key = hashlib.sha256(G._stats_key().encode())
     key.update(f"bf16|{torch.__version__}|{torch.backends.cpu.get_cpu_capability()}|{resolution}|"
-               f"{G.bf16_check_samples}|{type(G).__name__}|v1".encode())
+               f"{G.bf16_check_samples}|{type(G).__name__}|v{PRECISION_CHECK_VERSION}".encode())
     path = paths.cache_dir("precision") / f"{key.hexdigest()[:32]}.json"
     try:
         with open(path, encoding="utf-8") as stream:
