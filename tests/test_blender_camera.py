@@ -44,19 +44,13 @@ SETUP = """
 import glob, hashlib, os
 import numpy as np
 from blender_support import enable_from_source, extension_module, torch_imported
+from frame_hashes import changed_frames, frame_digests
 module = enable_from_source({repo!r})
 jobs = extension_module(module, "addon.jobs")
 compat = extension_module(module, "addon.compat")
 style_curves = extension_module(module, "addon.style_curves")
 styles_file = extension_module(module, "traeumer_blender.styles_file")
 scene = bpy.context.scene
-
-def digests(folder):
-    return {{int(os.path.basename(p)[6:12]) - 1: hashlib.sha256(open(p, "rb").read()).hexdigest()
-            for p in sorted(glob.glob(os.path.join(folder, "frame_*.png")))}}
-
-def differing(a, b):
-    return sorted(i for i in a if a[i] != b.get(i))
 
 def fcurve_of(track, name):
     return compat.find_fcurve(scene, style_curves.track_data_path(track.name) + "." + name)
@@ -117,11 +111,11 @@ left, right = points[k - 1].co[0], points[k + 1].co[0]
 original = points[k].co[1]
 points[k].co[1] = original + 0.2
 curve.update()
-before = digests(folder)
+before = frame_digests(folder)
 job = jobs.UpdateJob.start(bpy.context)
 jobs.run_blocking(job)
-after = digests(folder)
-emit(edit=[job.state, job.message], changed=differing(before, after),
+after = frame_digests(folder)
+emit(edit=[job.state, job.message], changed=changed_frames(before, after),
      expected=[int(f - track.frame_start) for f in range(int(left) + 1, int(right))])
 job = jobs.UpdateJob.start(bpy.context)
 jobs.run_blocking(job)
@@ -130,7 +124,7 @@ points[k].co[1] = original
 curve.update()
 job = jobs.UpdateJob.start(bpy.context)
 jobs.run_blocking(job)
-emit(undone=[job.state, differing(before, digests(folder))])
+emit(undone=[job.state, changed_frames(before, frame_digests(folder))])
 
 # a StyleGAN2 model file: no camera curves, and the panel says why
 settings.camera_mode = "still"

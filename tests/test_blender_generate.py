@@ -6,7 +6,6 @@ are short, at low frame rates and 64 px, so the built-in generator keeps them CI
 expensive part is the worker loading the generator, so each process runs several steps.
 """
 
-import hashlib
 import os
 import subprocess
 import sys
@@ -15,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from frame_hashes import changed_frames, frame_digests
 
 from blender_harness import REPO_ROOT, SHARED_AUDIO, run_in_blender, worker_python_env
 
@@ -30,15 +30,11 @@ def cache_env(tmp_path_factory):
     return {"TRAEUMER_CACHE_DIR": str(tmp_path_factory.mktemp("traeumer_cache"))}
 
 
-def digests(folder) -> dict:
-    return {path.name: hashlib.sha256(path.read_bytes()).hexdigest()
-            for path in sorted(Path(folder).glob("frame_*.png"))}
-
-
 SETUP = """
 import glob, hashlib, os, time
 import numpy as np
 from blender_support import enable_from_source, extension_module
+from frame_hashes import changed_frames, frame_digests
 module = enable_from_source({repo!r})
 jobs = extension_module(module, "addon.jobs")
 compat = extension_module(module, "addon.compat")
@@ -47,10 +43,6 @@ style_curves = extension_module(module, "addon.style_curves")
 worker_client = extension_module(module, "addon.worker_client")
 scene = bpy.context.scene
 scene.traeumer.aspect = "1:1"   # square frames here; test_blender_drafts covers the scene's shape
-
-def digests(folder):
-    return {{os.path.basename(p): hashlib.sha256(open(p, "rb").read()).hexdigest()
-            for p in sorted(glob.glob(os.path.join(folder, "frame_*.png")))}}
 
 def pixels(path):
     image = bpy.data.images.load(path, check_existing=False)
@@ -144,9 +136,9 @@ emit(curve_paths=[f.data_path for f in fcurves],
      labels=[track.bl_rna.properties[n].name for n in ("coarse_pc1", "fine_pc4", "truncation", "middle_intensity")],
      action=track.action_name, scene_action=scene.animation_data.action.name)
 
-before = digests(folder)
+before = frame_digests(folder)
 assert bpy.ops.traeumer.update_frames() == {{"FINISHED"}}   # no edit: nothing to render
-emit(unchanged_after_noop=digests(folder) == before)
+emit(unchanged_after_noop=frame_digests(folder) == before)
 
 # edit: raise one key of the coarse PC 1 curve; only frames between its neighbours change
 fcurve = fcurve_of(track, "coarse_pc1")
@@ -158,17 +150,17 @@ points[middle].co[1] = original + 2.5
 fcurve.update()
 job = jobs.UpdateJob.start(bpy.context)
 jobs.run_blocking(job)
-after = digests(folder)
+after = frame_digests(folder)
 emit(edit_state=job.state, edit_message=job.message, edit_result=job.result,
      expected=[int(f - track.frame_start) for f in range(int(left) + 1, int(right))],
-     changed=sorted(int(name[6:12]) - 1 for name in before if before[name] != after[name]))
+     changed=changed_frames(before, after))
 
 # undo the edit: the frames come back byte for byte
 points[middle].co[1] = original
 fcurve.update()
 job = jobs.UpdateJob.start(bpy.context)
 jobs.run_blocking(job)
-emit(revert_state=job.state, restored=digests(folder) == before)
+emit(revert_state=job.state, restored=frame_digests(folder) == before)
 bpy.ops.wm.save_mainfile()
 """, tmp_path / "run", timeout=600, env=cache_env)
 
@@ -235,7 +227,7 @@ def test_traeumer_run_script_at_fractional_rate_then_reopen_and_update(tmp_path,
         assert styles["group_ws"].shape[0] == 45
     assert video.stat().st_size > 1000
 
-    before = digests(out)
+    before = frame_digests(out)
     result = run_in_blender(SETUP.format(repo=str(REPO_ROOT)) + f"""
 bpy.ops.wm.open_mainfile(filepath={str(blend)!r})
 scene = bpy.context.scene
@@ -264,8 +256,8 @@ emit(update=job.state, message=job.message,
     assert result["strip"] == [1, 45]
     assert result["image"].startswith("//frames/")
     assert result["update"] == "DONE", result["message"]
-    after = digests(out)
-    changed = sorted(int(name[6:12]) - 1 for name in before if before[name] != after[name])
+    after = frame_digests(out)
+    changed = changed_frames(before, after)
     assert changed == result["expected"] and changed
 
 

@@ -40,6 +40,7 @@ SETUP = """
 import glob, hashlib, os
 import numpy as np
 from blender_support import enable_from_source, extension_module
+from frame_hashes import changed_frames, frame_digests
 module = enable_from_source({repo!r})
 jobs = extension_module(module, "addon.jobs")
 compat = extension_module(module, "addon.compat")
@@ -47,13 +48,6 @@ markers = extension_module(module, "addon.markers")
 style_curves = extension_module(module, "addon.style_curves")
 styles_file = extension_module(module, "traeumer_blender.styles_file")
 scene = bpy.context.scene
-
-def digests(folder):
-    return {{int(os.path.basename(p)[6:12]) - 1: hashlib.sha256(open(p, "rb").read()).hexdigest()
-            for p in sorted(glob.glob(os.path.join(folder, "frame_*.png")))}}
-
-def differing(a, b):
-    return sorted(i for i in a if a[i] != b.get(i))
 
 def fcurve_of(track, name):
     return compat.find_fcurve(scene, style_curves.track_data_path(track.name) + "." + name)
@@ -110,9 +104,9 @@ emit(state=track.state, message=track.message, frame_start=track.frame_start, co
 renamed = next(m for m in scene.timeline_markers if m.name == beats[1][0])
 renamed.name = "my beat"
 settings.beat_markers = False
-before = digests(folder)
+before = frame_digests(folder)
 assert bpy.ops.traeumer.generate() == {{"FINISHED"}}
-emit(markers_after_regenerate=marker_list(), regenerate_kept=digests(folder) == before,
+emit(markers_after_regenerate=marker_list(), regenerate_kept=frame_digests(folder) == before,
      records_after_regenerate=[[r.name, r.frame, r.kind] for r in track.markers])
 
 # edit the low band's pulse (keyed anew by the second Generate): raise one key; only frames
@@ -124,25 +118,25 @@ left, right = points[k - 1].co[0], points[k + 1].co[0]
 original_value = points[k].co[1]
 points[k].co[1] = original_value + 0.6
 pulse.update()
-before = digests(folder)
+before = frame_digests(folder)
 job = update()
-after = digests(folder)
-emit(pulse_edit=[job.state, job.message], pulse_changed=differing(before, after),
+after = frame_digests(folder)
+emit(pulse_edit=[job.state, job.message], pulse_changed=changed_frames(before, after),
      pulse_expected=[int(f - track.frame_start) for f in range(int(left) + 1, int(right))])
 points[k].co[1] = original_value
 pulse.update()
 job = update()
-emit(pulse_undone=[job.state, job.message, differing(before, digests(folder))])
+emit(pulse_undone=[job.state, job.message, changed_frames(before, frame_digests(folder))])
 
 # move the second section's marker 2 s (8 frames) later
-generated = digests(folder)
+generated = frame_digests(folder)
 second = next(m for m in scene.timeline_markers if m.name == sections[1][0])
 second.frame += 8
 job = update()
-moved = digests(folder)
-emit(cut_move=[job.state, job.message, job.result.get("cuts")], cut_changed=differing(generated, moved))
+moved = frame_digests(folder)
+emit(cut_move=[job.state, job.message, job.result.get("cuts")], cut_changed=changed_frames(generated, moved))
 job = update()
-emit(second_update=[job.state, job.message, differing(moved, digests(folder))])
+emit(second_update=[job.state, job.message, changed_frames(moved, frame_digests(folder))])
 
 # saved and opened again: the markers are still the track's, nothing to render
 bpy.ops.wm.save_mainfile()
@@ -152,7 +146,7 @@ job = update()
 emit(after_reopen=[job.state, job.message])
 next(m for m in scene.timeline_markers if m.name == sections[1][0]).frame -= 8
 job = update()
-emit(moved_back=[job.state, differing(generated, digests(folder))])
+emit(moved_back=[job.state, changed_frames(generated, frame_digests(folder))])
 """, tmp_path / "run", timeout=900, env=cache_env)
 
     assert result["defaults"] == [True, 0.0, pytest.approx(0.6), pytest.approx(0.8), "low", "full", "full",

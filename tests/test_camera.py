@@ -5,14 +5,13 @@ transform, per sample; the still camera changes no frame byte and no tag; the mu
 StyleGAN2 refusals; Update frames after an edited camera curve. Real tiny checkpoints, real
 music from ``music_fixtures``, no mocks."""
 
-import hashlib
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 import stylegan3_fixtures as fx3
 import torch
+from frame_hashes import frame_digests
 from test_cli import assert_user_error, run_cli
 
 from music_fixtures import click_track_wav
@@ -53,10 +52,6 @@ def _ws(G, n=4, seed=3):
 
 def _cameras(n, x=0.0, y=0.0, rotation=0.0):
     return np.tile([x, y, rotation], (n, 1))
-
-
-def digests(folder):
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(Path(folder).glob("frame_*.png"))}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -219,11 +214,11 @@ def test_the_still_camera_keeps_frame_bytes_and_tags(tmp_path, models, click):
             path = out / f"frame_{first + k + 1:06d}.png"
             assert np.array_equal(png.read_png(path), pixels[k])
             assert png.complete_png_tag(path, 32, 32) == (True, tag)
-    before = digests(out)
+    before = frame_digests(out)
     # the still camera spelt otherwise: the same fingerprint, every frame kept
     again = run_generate(_job(click, out, models["t"], duration=3.0,
                               camera={"mode": "music", "drift": 0.0, "nudge": 0.0}))
-    assert again.styles_reused and again.frames_reused == 12 and digests(out) == before
+    assert again.styles_reused and again.frames_reused == 12 and frame_digests(out) == before
     assert load_styles(out / "styles.npz").fingerprint == styles.fingerprint
     # a StyleGAN2 job stores no camera at all
     plain = tmp_path / "plain"
@@ -246,13 +241,13 @@ def test_the_music_camera_through_the_pipeline_and_render(tmp_path, models, clic
     assert b.motion is not None and c.motion is None
     np.testing.assert_allclose(b.camera, c.camera, atol=1e-9)
     assert np.abs(b.camera[:, :2]).max() > 0.05 and np.all(b.camera[:, 2] == 0)
-    first, second = digests(still), digests(moving)
+    first, second = frame_digests(still), frame_digests(moving)
     assert len(first) == len(second) == 24 and sum(first[k] != second[k] for k in first) >= 20
     # rendered again from styles.npz: the stored camera, byte for byte
     for name in list(second)[:8]:
         (moving / name).unlink()
     render_frames(moving / "styles.npz", device="cpu", only_missing=True)
-    assert digests(moving) == second
+    assert frame_digests(moving) == second
 
 
 def test_an_edited_camera_curve_renders_only_its_frames(tmp_path, models, click):
@@ -267,7 +262,7 @@ def test_an_edited_camera_curve_renders_only_its_frames(tmp_path, models, click)
                                                   camera=styles.camera)
     style_edit.save_curves(style_edit.curves_path(out), names, groups, 1, values, values, mean, basis,
                            styles.truncation, frame_times=styles.frame_times, cuts=styles.motion.cut_frames)
-    original = digests(out)
+    original = frame_digests(out)
 
     def update(values):
         np.savez(tmp_path / "edits.npz", values=values)
@@ -277,11 +272,11 @@ def test_an_edited_camera_curve_renders_only_its_frames(tmp_path, models, click)
     edited[5:8, names.index("camera_rotation")] += 30.0
     edited[9, names.index("camera_x")] += 0.1
     assert update(edited)["changed"] == [[5, 7], [9, 9]]
-    now = digests(out)
+    now = frame_digests(out)
     assert sorted(k for k in now if now[k] != original[k]) == [f"frame_{i:06d}.png" for i in (6, 7, 8, 10)]
     assert update(edited)["frames_rendered"] == 0
     assert update(values)["changed"] == [[5, 7], [9, 9]]          # undone: the frames as generated
-    assert digests(out) == original
+    assert frame_digests(out) == original
 
 
 # ---------------------------------------------------------------------------------------------
@@ -318,7 +313,7 @@ def test_camera_options_through_the_cli(tmp_path, models, click):
     assert styles.camera_settings == {"mode": "music", "drift": 0.1, "nudge": 0.0, "x": 0.2, "y": -0.1,
                                       "rotation": 15.0}
     assert styles.camera[0].tolist() == [0.2, -0.1, 15.0] and np.all(styles.camera[:, 2] == 15.0)
-    assert len(digests(out)) == 8
+    assert len(frame_digests(out)) == 8
 
 
 def test_the_generate_request_carries_the_camera():

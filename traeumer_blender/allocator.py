@@ -8,8 +8,9 @@ large with a fresh ``mmap`` and unmaps them on free, so every chunk pays a page 
 StyleGAN2 frame ran 1.7x faster without them, "StyleGAN3").  Raising the mmap and trim
 thresholds lets the freed blocks be reused.  Threads share the main arena: a thread's own arena
 serves blocks above its 64 MiB heap size by ``mmap`` whatever the threshold, and the CPU renders
-the rows of its frames in parallel threads.  Peak memory is unchanged: the blocks are reused, not added.  A process that
-lives on after a job (the worker) hands the kept memory back with ``release_freed_memory``.
+the rows of its frames in parallel threads.  Peak memory is unchanged: the blocks are reused,
+not added.  A process that lives on after a job (the worker) hands the kept memory back with
+``release_freed_memory``.
 """
 
 from __future__ import annotations

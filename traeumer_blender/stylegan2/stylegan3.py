@@ -42,7 +42,7 @@ from torch import nn
 
 from ..errors import TraeumerError
 from . import untrusted
-from .generator import LOW_PRECISION_RESOLUTIONS, Generator, _as_tensor, checked_camera
+from .generator import LOW_PRECISION_RESOLUTIONS, Generator, _as_tensor, check_frame_width, checked_camera, shape_facts
 from .network import Dense, MappingNetwork
 from .untrusted import CheckpointError, clean_text, finite_number, whole_number
 
@@ -293,12 +293,10 @@ def _bands(fu, fd, up, down, padding, h, w, dtype, device, down_gain=1.0):
     ldx, ldy = (lux - kd) // down + 1, (luy - kd) // down + 1
     dx = _Axis(kd, 1, down, 0, lux, ldx, DOWN_TILE)
     dy = _Axis(kd, 1, down, 0, luy, ldy, DOWN_TILE)
-    # the up-sampled rows are laid out as the down x pass reads them: a whole number of its steps
-    # (and enough inputs per row of the up x pass that its windows never reach the next row
-    # for a valid output)
-    unit = math.lcm(tile_u, dx.step)
+    # up-sampled rows: whole up x tiles, enough inputs per row that the up x windows never
+    # reach the next row for a valid output
     need_ux = _Axis(ku, up, 1, px0, w, lux, tile_u).need * up
-    wu = -(-max(lux, dx.need, dx.step, need_ux) // unit) * unit
+    wu = -(-max(lux, need_ux) // tile_u) * tile_u
     ux = _Axis(ku, up, 1, px0, w, wu, tile_u)
     uy = _Axis(ku, up, 1, py0, h, luy, tile_u)
     gu = _taps(fu)
@@ -919,8 +917,6 @@ def check_canonical(cfg: StyleGAN3Config, tensors: Dict[str, torch.Tensor]) -> N
 def describe(cfg: StyleGAN3Config) -> dict:
     """What ``inspect_checkpoint`` shows for a StyleGAN3 file."""
     sizes = [f"{s.name}: {s.out_size}px x {s.out_channels}" for s in cfg.layers]
-    from .generator import shape_facts
-
     return {
         "architecture": cfg.variant,
         **shape_facts(cfg),
@@ -987,8 +983,6 @@ class StyleGAN3Generator(Generator):
         the camera looks; the picture slides the other way) and the camera's roll in degrees,
         counter-clockwise (``camera_matrices``). A zero row renders exactly as no camera.
         """
-        from .generator import check_frame_width
-
         ws = _as_tensor(ws, self.device)
         if ws.ndim == 2:
             ws = ws[:, None, :].expand(-1, self.n_latent, -1)
